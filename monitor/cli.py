@@ -1,0 +1,195 @@
+"""The ``driftline`` command line."""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from rich.console import Console
+
+from detectors.errors import ColumnTypeError, InvalidParameterError
+
+#: Exit codes of ``driftline check`` (and of every command on bad input).
+EXIT_OK, EXIT_DRIFT, EXIT_USAGE = 0, 1, 2
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """Return the argument parser of every subcommand."""
+    parser = argparse.ArgumentParser(
+        prog="driftline", description="Drift and quality monitoring for ML models in production."
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    check = commands.add_parser(
+        "check",
+        help="compare a current data file with a reference file",
+        description="Batch drift report of CURRENT against REFERENCE (CSV, Parquet or JSON lines).",
+    )
+    check.add_argument("--reference", required=True, metavar="REF", help="reference data file")
+    check.add_argument("--current", required=True, metavar="CUR", help="current data file")
+    check.add_argument("--config", metavar="FILE", help="YAML config (drift and columns sections)")
+    check.add_argument("--target", metavar="COL", help="ground-truth column (not a feature)")
+    check.add_argument("--prediction", metavar="COL", help="model output column: prediction drift")
+    check.add_argument("--format", choices=("table", "json"), default="table")
+    check.add_argument("--output", metavar="FILE", help="write the report here instead of stdout")
+    check.add_argument(
+        "--fail-on-drift",
+        action="store_true",
+        help="exit 1 when the dataset or the prediction drifted",
+    )
+    check.add_argument(
+        "--exact",
+        action="store_true",
+        help="compute numeric statistics on the raw rows instead of the sketch (slower)",
+    )
+
+    run = commands.add_parser("run", help="run the monitoring service")
+    run.add_argument("--config", required=True, metavar="FILE", help="service YAML config")
+    run.add_argument("--log-level", default="INFO", help="logging level (default INFO)")
+
+    replay = commands.add_parser(
+        "replay", help="feed a JSON-lines or Parquet prediction log through the service's windows"
+    )
+    replay.add_argument("--config", required=True, metavar="FILE", help="service YAML config")
+    replay.add_argument("--file", required=True, metavar="LOGS", help="JSON-lines or Parquet log")
+    replay.add_argument("--format", choices=("table", "json"), default="table")
+
+    reference = commands.add_parser("reference", help="manage reference profiles")
+    reference_commands = reference.add_subparsers(dest="action", required=True, metavar="ACTION")
+    build = reference_commands.add_parser(
+        "build", help="profile a training file and store it as the model's new reference"
+    )
+    build.add_argument("--config", required=True, metavar="FILE", help="service YAML config")
+    build.add_argument("--model", required=True, metavar="NAME", help="model name in the config")
+    build.add_argument("--file", required=True, metavar="TRAIN", help="CSV, Parquet or JSON lines")
+
+    demo = commands.add_parser(
+        "demo", help="run the service on an embedded broker with drift injected partway"
+    )
+    demo.add_argument(
+        "--batch",
+        action="store_true",
+        help="instead: write an example reference/current file pair and check it",
+    )
+    demo.add_argument("--rows", type=int, default=50_000, help="--batch: rows in each file")
+    demo.add_argument("--dir", default="demo-data", help="--batch: where to write the files")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; return the process exit code."""
+    args = build_parser().parse_args(argv)
+    err = Console(stderr=True)
+    try:
+        if args.command == "check":
+            return _check(args)
+        if args.command == "run":
+            return _run(args)
+        if args.command == "replay":
+            return _replay(args)
+        if args.command == "reference":
+            return _reference_build(args)
+        if args.command == "demo":
+            from monitor.demo import main_demo
+
+            return main_demo(batch=args.batch, rows=args.rows, directory=Path(args.dir))
+    except (ValueError, LookupError, ColumnTypeError, InvalidParameterError, OSError) as exc:
+        # Input and config problems are the user's to fix: one clear sentence, no traceback.
+        message = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
+        err.print(
+            f"[bold red]driftline {args.command}:[/] {message}", highlight=False, soft_wrap=True
+        )
+        return EXIT_USAGE
+    except RuntimeError as exc:  # StoreError, ServiceError: an unreachable database and the like
+        err.print(f"[bold red]driftline {args.command}:[/] {exc}", highlight=False, soft_wrap=True)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        return 130
+    return EXIT_USAGE
+
+
+def _check(args: argparse.Namespace) -> int:
+    from monitor.check import render_table, run_check, to_json
+    from monitor.drift_config import load_check_config
+
+    config = load_check_config(args.config)
+    result = run_check(
+        args.reference,
+        args.current,
+        config,
+        target=args.target,
+        prediction=args.prediction,
+        exact=args.exact,
+    )
+    if args.format == "json":
+        payload = to_json(result)
+        if args.output:
+            Path(args.output).write_bytes(payload)
+        else:
+            sys.stdout.buffer.write(payload)
+            sys.stdout.flush()
+    elif args.output:
+        with open(args.output, "w") as handle:
+            render_table(result, Console(file=handle, width=120, no_color=True))
+    else:
+        render_table(result, Console())
+    return EXIT_DRIFT if args.fail_on_drift and result.drift_found else EXIT_OK
+
+
+def _run(args: argparse.Namespace) -> int:
+    import logging
+    import signal
+
+    from monitor.config import ServiceConfig
+    from monitor.service import Service
+
+    logging.basicConfig(
+        level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    service = Service(ServiceConfig.load(args.config))
+    # SIGTERM stops like Ctrl-C: a last checkpoint, then exit.
+    signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
+    with contextlib.suppress(KeyboardInterrupt):
+        service.run()
+    return EXIT_OK
+
+
+def _replay(args: argparse.Namespace) -> int:
+    from monitor.config import ServiceConfig
+    from monitor.replay import replay
+    from monitor.report import print_windows, windows_json
+
+    result = replay(ServiceConfig.load(args.config), Path(args.file))
+    if args.format == "json":
+        sys.stdout.buffer.write(windows_json(result))
+    else:
+        print_windows(result, Console())
+    return EXIT_OK
+
+
+def _reference_build(args: argparse.Namespace) -> int:
+    from monitor.config import ServiceConfig
+    from monitor.runtime import build_profile
+    from monitor.store import Store
+    from monitor.tables import read_table
+
+    config = ServiceConfig.load(args.config)
+    model = config.model(args.model)
+    profile = build_profile(model, read_table(args.file, "training"))
+    store = Store.connect(config.database_url())
+    try:
+        version = store.save_profile(model.name, profile.to_bytes())
+    finally:
+        store.close()
+    Console().print(
+        f"Stored reference profile version {version} of {model.name!r}: "
+        f"{len(profile.specs)} columns, {profile.reference.rows:,} rows."
+    )
+    return EXIT_OK
+
+
+if __name__ == "__main__":
+    sys.exit(main())

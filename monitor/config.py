@@ -1,0 +1,626 @@
+"""The service's YAML configuration (``driftline run --config FILE``), validated with pydantic.
+
+:meth:`ServiceConfig.load` returns a frozen, fully validated config or raises
+:class:`~monitor.drift_config.ConfigError`, whose message names the file, the
+field path and what was expected. Every section rejects unknown keys.
+
+>>> config = ServiceConfig.model_validate({"models": [{"name": "credit-risk"}]})
+>>> config.models[0].window.spec
+WindowSpec(size_s=3600.0, hop_s=None, allowed_lateness_s=300.0)
+>>> config.models[0].prediction.kind
+<ColumnKind.NUMERIC: 'numeric'>
+>>> config.database_url()
+'sqlite:///driftline.db'
+
+Decisions where the brief is silent
+-----------------------------------
+Secrets
+    The file holds the *names* of environment variables (``*_env`` fields),
+    read when :meth:`ServiceConfig.kafka_consumer_options`,
+    :meth:`~ServiceConfig.kafka_producer_options` or
+    :meth:`~ServiceConfig.database_url` is called. Before validation the raw
+    file is searched for secret-looking keys (``password``, ``secret``,
+    ``token``, ... anywhere outside the per-feature maps of ``drift`` and
+    ``columns``) and for a database URL with a password; both are rejected
+    without echoing the value. Environment variable names must be upper case
+    (``[A-Z_][A-Z0-9_]*``), which also catches a secret pasted into an
+    ``*_env`` field -- again without echoing it. The returned option dicts
+    hold the secrets: never log them.
+Paths
+    Relative paths (``reference``, ``ssl_*file``) are relative to the config
+    file's directory (when read by :meth:`ServiceConfig.load`), so a config
+    works from any working directory. They are
+    not checked at load time (a config is validated on machines that lack
+    them); SSL files are checked when the Kafka options are built.
+Durations
+    ``window``, ``retention`` and ``labels`` durations, and every ``*_s``
+    field, take seconds or strings such as ``"30s"``, ``"5m"``, ``"1h"``
+    (:func:`monitor.windows.parse_duration`).
+Kafka
+    ``client_options`` must be kafka-python consumer or producer options; each
+    client receives the ones it accepts. Options set by a dedicated field
+    (``group_id``, ``sasl_plain_password``, ...) or owned by the service
+    (serializers, ``enable_auto_commit``) are rejected there. The consumer
+    never auto-commits: offsets are stored in the database with the partial
+    sketches and committed to Kafka afterwards, for lag tooling only.
+Windows
+    A hopping window may overlap at most :data:`MAX_OVERLAPPING_WINDOWS`
+    others (``size / hop``): every record updates that many sketches.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Annotated, Any, Final, Literal
+from urllib.parse import parse_qsl, urlsplit
+
+import yaml
+from kafka import KafkaConsumer, KafkaProducer
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
+
+from detectors.kinds import ColumnKind
+from monitor.drift_config import ColumnsSection, ConfigError, DriftSection, format_validation_error
+from monitor.windows import WindowSpec, parse_duration
+
+__all__ = [
+    "MAX_OVERLAPPING_WINDOWS",
+    "BrokerSection",
+    "ConfigError",
+    "ConsumerSection",
+    "DatabaseSection",
+    "HttpSection",
+    "LabelsSection",
+    "ModelConfig",
+    "PredictionSection",
+    "RetentionSection",
+    "SchedulerSection",
+    "ServiceConfig",
+    "TopicsSection",
+    "WindowSection",
+]
+
+#: Largest ``size / hop`` of a hopping window (each record updates that many window sketches).
+MAX_OVERLAPPING_WINDOWS: Final = 100
+
+_ENV_NAME = re.compile(r"[A-Z_][A-Z0-9_]*")
+_TOPIC_NAME = re.compile(r"[A-Za-z0-9._-]{1,249}")
+_SECRET_WORDS = ("password", "passwd", "secret", "token", "credential", "api_key", "apikey")
+_REFERENCE_SUFFIXES = (".csv", ".parquet", ".pq", ".jsonl", ".ndjson", ".json")
+
+# client_options keys that a dedicated field or the service itself sets.
+_RESERVED_CLIENT_OPTIONS: Final[Mapping[str, str]] = {
+    "bootstrap_servers": "broker.bootstrap_servers",
+    "security_protocol": "broker.security_protocol",
+    "sasl_mechanism": "broker.sasl_mechanism",
+    "sasl_plain_username": "broker.sasl_username_env",
+    "sasl_plain_password": "broker.sasl_password_env",
+    "ssl_cafile": "broker.ssl_cafile",
+    "ssl_certfile": "broker.ssl_certfile",
+    "ssl_keyfile": "broker.ssl_keyfile",
+    "ssl_password": "broker.ssl_password_env",
+    "group_id": "consumer.group_id",
+    "session_timeout_ms": "consumer.session_timeout_ms",
+    "heartbeat_interval_ms": "consumer.heartbeat_interval_ms",
+    "max_poll_interval_ms": "consumer.max_poll_interval_ms",
+    "max_poll_records": "consumer.max_poll_records",
+    "auto_offset_reset": "consumer.auto_offset_reset",
+}
+_SERVICE_CLIENT_OPTIONS: Final = frozenset(
+    {
+        "enable_auto_commit",
+        "key_deserializer",
+        "value_deserializer",
+        "key_serializer",
+        "value_serializer",
+        "default_offset_commit_callback",
+        "consumer_timeout_ms",
+        "kafka_client",
+        "selector",
+        "ssl_context",
+        "socket_options",
+        "sasl_oauth_token_provider",
+        "metric_reporters",
+        "partitioner",
+        "transactional_id",
+    }
+)
+_CONSUMER_KEYS: Final = frozenset(KafkaConsumer.DEFAULT_CONFIG)
+_PRODUCER_KEYS: Final = frozenset(KafkaProducer.DEFAULT_CONFIG)
+
+
+# --- field types -------------------------------------------------------------------------------
+
+
+def _env_name(value: str) -> str:
+    if not _ENV_NAME.fullmatch(value):
+        raise ValueError(
+            "must be the name of an environment variable (upper-case letters, digits, underscores)"
+        )
+    return value
+
+
+def _topic_name(value: str) -> str:
+    if not _TOPIC_NAME.fullmatch(value) or value in (".", ".."):
+        raise ValueError("a Kafka topic name is 1 to 249 of the characters A-Z a-z 0-9 . _ -")
+    return value
+
+
+def _config_path(value: Path, info: ValidationInfo) -> Path:
+    value = value.expanduser()
+    base = (info.context or {}).get("base_dir")
+    if base is not None and not value.is_absolute():
+        value = Path(base) / value
+    return value
+
+
+#: The name of an environment variable holding a secret.
+EnvName = Annotated[str, AfterValidator(_env_name)]
+#: A file path; relative paths are relative to the config file's directory.
+ConfigPath = Annotated[Path, AfterValidator(_config_path)]
+#: A positive duration in seconds, written as a number or as "30s", "5m", "1h", ...
+Seconds = Annotated[float, BeforeValidator(parse_duration), Field(gt=0)]
+#: A duration in seconds that may be zero.
+NonNegativeSeconds = Annotated[float, BeforeValidator(parse_duration), Field(ge=0)]
+TopicName = Annotated[str, AfterValidator(_topic_name)]
+ModelName = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")]
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+# --- sections ----------------------------------------------------------------------------------
+
+
+class BrokerSection(_Section):
+    """How to reach Kafka; secrets are given as names of environment variables."""
+
+    bootstrap_servers: list[str] = Field(default_factory=lambda: ["localhost:9092"], min_length=1)
+    security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
+    sasl_mechanism: (
+        Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512", "GSSAPI", "AWS_MSK_IAM"] | None
+    ) = None
+    sasl_username_env: EnvName | None = None
+    sasl_password_env: EnvName | None = None
+    ssl_cafile: ConfigPath | None = None
+    ssl_certfile: ConfigPath | None = None
+    ssl_keyfile: ConfigPath | None = None
+    ssl_password_env: EnvName | None = None
+    client_options: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("bootstrap_servers")
+    @classmethod
+    def _host_ports(cls, value: list[str]) -> list[str]:
+        for server in value:
+            host, _, port = server.rpartition(":") if ":" in server else (server, "", "")
+            if (
+                not host
+                or any(c.isspace() for c in server)
+                or (port and not (port.isdigit() and 0 < int(port) < 65536))
+            ):
+                raise ValueError(f"{server!r} is not HOST or HOST:PORT")
+        return value
+
+    @field_validator("client_options")
+    @classmethod
+    def _known_client_options(cls, value: dict[str, Any]) -> dict[str, Any]:
+        for key in value:
+            if key in _RESERVED_CLIENT_OPTIONS:
+                raise ValueError(f"{key!r} is set by {_RESERVED_CLIENT_OPTIONS[key]}, not here")
+            if key in _SERVICE_CLIENT_OPTIONS:
+                raise ValueError(f"{key!r} is controlled by driftline and cannot be set")
+            if key not in _CONSUMER_KEYS | _PRODUCER_KEYS:
+                raise ValueError(f"{key!r} is not a kafka-python consumer or producer option")
+        return value
+
+    @model_validator(mode="after")
+    def _consistent_security(self) -> BrokerSection:
+        sasl = self.security_protocol.startswith("SASL_")
+        ssl = self.security_protocol.endswith("SSL")
+        if sasl and self.sasl_mechanism is None:
+            raise ValueError(f"security_protocol {self.security_protocol} needs sasl_mechanism")
+        sasl_fields = ("sasl_mechanism", "sasl_username_env", "sasl_password_env")
+        if not sasl and any(getattr(self, name) is not None for name in sasl_fields):
+            raise ValueError("sasl_* fields need security_protocol SASL_PLAINTEXT or SASL_SSL")
+        ssl_fields = ("ssl_cafile", "ssl_certfile", "ssl_keyfile", "ssl_password_env")
+        if not ssl and any(getattr(self, name) is not None for name in ssl_fields):
+            raise ValueError("ssl_* fields need security_protocol SSL or SASL_SSL")
+        if self.ssl_password_env is not None and self.ssl_keyfile is None:
+            raise ValueError("ssl_password_env (the key file's password) needs ssl_keyfile")
+        credentials = self.sasl_username_env is not None, self.sasl_password_env is not None
+        if self.sasl_mechanism in ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"):
+            if not all(credentials):
+                raise ValueError(
+                    f"sasl_mechanism {self.sasl_mechanism} needs sasl_username_env and "
+                    "sasl_password_env"
+                )
+        elif any(credentials):
+            raise ValueError(
+                f"sasl_username_env/sasl_password_env are not used by {self.sasl_mechanism}"
+            )
+        if self.sasl_mechanism == "AWS_MSK_IAM" and self.security_protocol != "SASL_SSL":
+            raise ValueError("sasl_mechanism AWS_MSK_IAM needs security_protocol SASL_SSL")
+        return self
+
+
+class TopicsSection(_Section):
+    """Kafka topic names: where predictions and labels are read, where bad records go."""
+
+    predictions: TopicName = "predictions"
+    labels: TopicName = "labels"
+    dead_letter: TopicName = "driftline-dead-letter"
+
+    @model_validator(mode="after")
+    def _distinct(self) -> TopicsSection:
+        names = [self.predictions, self.labels, self.dead_letter]
+        if len(set(names)) != len(names):
+            raise ValueError(f"predictions, labels and dead_letter must differ, got {names}")
+        return self
+
+
+class ConsumerSection(_Section):
+    """The Kafka consumer group and when consumed state is checkpointed to the database."""
+
+    group_id: str = Field("driftline", min_length=1)
+    session_timeout_ms: int = Field(45000, gt=0)
+    heartbeat_interval_ms: int = Field(3000, gt=0)
+    max_poll_interval_ms: int = Field(300000, gt=0)
+    max_poll_records: int = Field(2000, ge=1)
+    checkpoint_interval_s: Seconds = 5.0
+    checkpoint_records: int = Field(50000, ge=1)
+    idle_timeout_s: Seconds = 60.0
+    max_record_bytes: int = Field(1048576, ge=1)
+    auto_offset_reset: Literal["earliest", "latest"] = "earliest"
+
+    @model_validator(mode="after")
+    def _heartbeat_below_session(self) -> ConsumerSection:
+        if self.heartbeat_interval_ms >= self.session_timeout_ms:
+            raise ValueError(
+                f"heartbeat_interval_ms ({self.heartbeat_interval_ms}) must be below "
+                f"session_timeout_ms ({self.session_timeout_ms}); a third of it is usual"
+            )
+        return self
+
+
+class DatabaseSection(_Section):
+    """The SQLAlchemy URL, written here or read from the environment variable ``url_env``."""
+
+    url: str | None = Field(None, pattern=r"^[A-Za-z][A-Za-z0-9+.-]*://")
+    url_env: EnvName | None = None
+
+    @model_validator(mode="after")
+    def _one_source(self) -> DatabaseSection:
+        if self.url is not None and self.url_env is not None:
+            raise ValueError("set url or url_env, not both")
+        return self
+
+
+class HttpSection(_Section):
+    """Where the HTTP API and the ``/metrics`` endpoint listen (port 0: any free port)."""
+
+    host: str = Field("127.0.0.1", min_length=1)
+    port: int = Field(8000, ge=0, le=65535)
+
+
+class SchedulerSection(_Section):
+    """How often the periodic jobs run."""
+
+    evaluate_interval_s: Seconds = 5.0
+    retention_interval_s: Seconds = 3600.0
+    claim_stale_after_s: Seconds = 300.0
+
+
+class PredictionSection(_Section):
+    """Which part of the prediction is monitored, and as what kind (inferred from ``field``)."""
+
+    field: Literal["score", "label"] = "score"
+    kind: ColumnKind = ColumnKind.NUMERIC
+
+    @model_validator(mode="before")
+    @classmethod
+    def _infer_kind(cls, data: Any) -> Any:
+        if isinstance(data, dict) and data.get("kind") is None:
+            field = data.get("field", "score")
+            kind = {"score": ColumnKind.NUMERIC, "label": ColumnKind.CATEGORICAL}.get(field)
+            return {**data, "kind": kind} if kind is not None else data
+        return data
+
+
+class WindowSection(_Section):
+    """The model's event-time windows; :attr:`spec` is the :class:`WindowSpec` they describe."""
+
+    size: Seconds = 3600.0
+    hop: Seconds | None = None
+    allowed_lateness: NonNegativeSeconds = 300.0
+    min_records: int = Field(100, ge=1)
+
+    @model_validator(mode="after")
+    def _hop_fits(self) -> WindowSection:
+        if self.hop is not None:
+            if self.hop > self.size:
+                raise ValueError(
+                    f"hop ({self.hop:g}s) must not exceed size ({self.size:g}s); "
+                    "omit hop for tumbling windows"
+                )
+            if self.size / self.hop > MAX_OVERLAPPING_WINDOWS:
+                raise ValueError(
+                    f"size / hop is {self.size / self.hop:g}: every record would update that "
+                    f"many windows; use at most {MAX_OVERLAPPING_WINDOWS}"
+                )
+        return self
+
+    @property
+    def spec(self) -> WindowSpec:
+        """Return the :class:`WindowSpec` of these windows."""
+        return WindowSpec(self.size, self.hop, self.allowed_lateness)
+
+
+class RetentionSection(_Section):
+    """How long stored predictions are kept (for label joins)."""
+
+    predictions: Seconds = 7 * 86400.0
+
+
+class LabelsSection(_Section):
+    """Whether ground-truth labels are joined, and how late they may arrive."""
+
+    enabled: bool = False
+    max_delay: Seconds = 2 * 86400.0
+
+
+class ModelConfig(_Section):
+    """One monitored model: its reference, prediction, windows, drift settings and retention."""
+
+    name: ModelName
+    reference: ConfigPath | None = None
+    prediction: PredictionSection = PredictionSection()
+    window: WindowSection = WindowSection()
+    drift: DriftSection = DriftSection()
+    columns: ColumnsSection = ColumnsSection()
+    retention: RetentionSection = RetentionSection()
+    labels: LabelsSection = LabelsSection()
+    #: Compare each window with the merge of the previous N windows instead of the stored
+    #: profile (which still gives the bins); None: always the profile.
+    rolling_reference: int | None = Field(None, ge=1, le=1000)
+
+    @field_validator("reference")
+    @classmethod
+    def _reference_format(cls, value: Path | None) -> Path | None:
+        if value is not None and value.suffix.lower() not in _REFERENCE_SUFFIXES:
+            raise ValueError(
+                f"reference must be a CSV, Parquet or JSON-lines file "
+                f"({', '.join(_REFERENCE_SUFFIXES)}), got {value.name!r}"
+            )
+        return value
+
+    @model_validator(mode="after")
+    def _retention_covers_labels(self) -> ModelConfig:
+        if self.labels.enabled and self.retention.predictions < self.labels.max_delay:
+            raise ValueError(
+                f"retention.predictions ({self.retention.predictions:g}s) is shorter than "
+                f"labels.max_delay ({self.labels.max_delay:g}s): late labels would find no "
+                "prediction to join"
+            )
+        return self
+
+
+# --- the whole file ----------------------------------------------------------------------------
+
+
+class ServiceConfig(_Section):
+    """The validated service configuration; build it with :meth:`load`."""
+
+    broker: BrokerSection = BrokerSection()
+    topics: TopicsSection = TopicsSection()
+    consumer: ConsumerSection = ConsumerSection()
+    database: DatabaseSection = DatabaseSection()
+    http: HttpSection = HttpSection()
+    scheduler: SchedulerSection = SchedulerSection()
+    models: list[ModelConfig] = Field(min_length=1)
+
+    _source: Path | None = PrivateAttr(default=None)
+
+    @field_validator("models")
+    @classmethod
+    def _unique_names(cls, value: list[ModelConfig]) -> list[ModelConfig]:
+        seen: set[str] = set()
+        for model in value:
+            if model.name in seen:
+                raise ValueError(f"duplicate model name {model.name!r}: names must be unique")
+            seen.add(model.name)
+        return value
+
+    @classmethod
+    def load(cls, path: str | Path) -> ServiceConfig:
+        """Return the validated config in the YAML file ``path``; raise ``ConfigError`` if not."""
+        file = Path(path)
+        if not file.is_file():
+            raise ConfigError(f"config file not found: {file}")
+        try:
+            data = yaml.safe_load(file.read_text(encoding="utf-8"))
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"{file}: not valid YAML: {_yaml_problem(exc)}") from None
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ConfigError(f"{file}: cannot be read: {exc}") from exc
+        if not isinstance(data, dict):
+            raise ConfigError(f"{file}: must hold a mapping of sections, got {type(data).__name__}")
+        _reject_secrets(file, data)
+        try:
+            config = cls.model_validate(data, context={"base_dir": file.parent})
+        except ValidationError as exc:
+            raise ConfigError(format_validation_error(file, exc)) from exc
+        config._source = file
+        return config
+
+    @property
+    def source(self) -> Path | None:
+        """Return the file this config was loaded from (None when built in code)."""
+        return self._source
+
+    def model(self, name: str) -> ModelConfig:
+        """Return the model named ``name``; raise ``KeyError`` listing the known names if absent."""
+        for model in self.models:
+            if model.name == name:
+                return model
+        raise KeyError(f"no model {name!r} in the config; known: {[m.name for m in self.models]}")
+
+    def kafka_consumer_options(self) -> dict[str, Any]:
+        """Return keyword arguments for ``kafka.KafkaConsumer`` (with secrets: do not log them)."""
+        consumer = self.consumer
+        options = {
+            **self._kafka_common_options(_CONSUMER_KEYS),
+            "group_id": consumer.group_id,
+            "session_timeout_ms": consumer.session_timeout_ms,
+            "heartbeat_interval_ms": consumer.heartbeat_interval_ms,
+            "max_poll_interval_ms": consumer.max_poll_interval_ms,
+            "max_poll_records": consumer.max_poll_records,
+            "auto_offset_reset": consumer.auto_offset_reset,
+            "enable_auto_commit": False,
+        }
+        return options
+
+    def kafka_producer_options(self) -> dict[str, Any]:
+        """Return keyword arguments for ``kafka.KafkaProducer`` (with secrets: do not log them)."""
+        return self._kafka_common_options(_PRODUCER_KEYS)
+
+    def database_url(self) -> str:
+        """Return the SQLAlchemy URL: ``database.url``, the value of ``url_env``, or the default."""
+        database = self.database
+        if database.url_env is None:
+            return database.url or "sqlite:///driftline.db"
+        url = self._env("database.url_env", database.url_env, "the database URL")
+        if not re.match(r"^[A-Za-z][A-Za-z0-9+.-]*://", url):
+            raise ConfigError(
+                f"{self._where()}database.url_env: environment variable {database.url_env} "
+                "does not hold a URL of the form DIALECT[+DRIVER]://..."
+            )
+        return url
+
+    def _kafka_common_options(self, accepted: frozenset[str]) -> dict[str, Any]:
+        broker = self.broker
+        options: dict[str, Any] = {
+            "bootstrap_servers": list(broker.bootstrap_servers),
+            "security_protocol": broker.security_protocol,
+            "client_id": "driftline",
+        }
+        if broker.sasl_mechanism is not None:
+            options["sasl_mechanism"] = broker.sasl_mechanism
+        if broker.sasl_username_env is not None:
+            options["sasl_plain_username"] = self._env(
+                "broker.sasl_username_env", broker.sasl_username_env, "the SASL user name"
+            )
+        if broker.sasl_password_env is not None:
+            options["sasl_plain_password"] = self._env(
+                "broker.sasl_password_env", broker.sasl_password_env, "the SASL password"
+            )
+        for name in ("ssl_cafile", "ssl_certfile", "ssl_keyfile"):
+            file: Path | None = getattr(broker, name)
+            if file is not None:
+                if not file.is_file():
+                    raise ConfigError(f"{self._where()}broker.{name}: file not found: {file}")
+                options[name] = str(file)
+        if broker.ssl_password_env is not None:
+            options["ssl_password"] = self._env(
+                "broker.ssl_password_env", broker.ssl_password_env, "the SSL key file's password"
+            )
+        options.update({k: v for k, v in broker.client_options.items() if k in accepted})
+        return options
+
+    def _env(self, field: str, name: str, holds: str) -> str:
+        value = os.environ.get(name)
+        if not value:
+            state = "is empty" if value == "" else "is not set"
+            raise ConfigError(
+                f"{self._where()}{field}: environment variable {name} {state} "
+                f"(it must hold {holds})"
+            )
+        return value
+
+    def _where(self) -> str:
+        return f"{self._source}: " if self._source is not None else ""
+
+
+# --- secrets in the raw file -------------------------------------------------------------------
+
+
+def _reject_secrets(file: Path, data: Mapping[str, Any]) -> None:
+    """Raise ``ConfigError`` if the raw file holds a secret; the message never shows its value."""
+
+    def where(path: tuple[str | int, ...]) -> str:
+        return ".".join(str(part) for part in path)
+
+    def walk(node: Any, path: tuple[str | int, ...]) -> None:
+        if isinstance(node, list):
+            for index, item in enumerate(node):
+                walk(item, (*path, index))
+            return
+        if not isinstance(node, dict):
+            return
+        for key, value in node.items():
+            here = (*path, str(key))
+            name = str(key).lower()
+            if name.endswith("_env"):
+                if not (isinstance(value, str) and _ENV_NAME.fullmatch(value)):
+                    raise ConfigError(
+                        f"{file}: {where(here)}: must be the NAME of an environment variable "
+                        "(upper-case letters, digits, underscores) holding the secret, not the "
+                        "secret itself (value not shown)"
+                    )
+            elif any(word in name for word in _SECRET_WORDS):
+                raise ConfigError(
+                    f"{file}: {where(here)}: secrets must not be written in the config file; "
+                    f"put it in an environment variable and give that variable's name in "
+                    f"{_env_field_for(name)} (value not shown)"
+                )
+            # drift/columns sections are keyed by feature and method names, not settings.
+            if not (len(path) == 2 and path[0] == "models" and name in ("drift", "columns")):
+                walk(value, here)
+
+    walk(data, ())
+    database = data.get("database")
+    url = database.get("url") if isinstance(database, dict) else None
+    if isinstance(url, str) and _url_has_password(url):
+        raise ConfigError(
+            f"{file}: database.url: contains a password; put the whole URL in an environment "
+            "variable and give that variable's name in database.url_env (value not shown)"
+        )
+
+
+def _env_field_for(key: str) -> str:
+    if "ssl" in key:
+        return "broker.ssl_password_env"
+    if "sasl" in key or key == "password":
+        return "broker.sasl_password_env"
+    return "the matching *_env field"
+
+
+def _url_has_password(url: str) -> bool:
+    try:
+        parts = urlsplit(url)
+        password = parts.password
+    except ValueError:
+        return False
+    return bool(password) or any("password" in k.lower() for k, _ in parse_qsl(parts.query))
+
+
+def _yaml_problem(exc: yaml.YAMLError) -> str:
+    # The problem and position only: PyYAML's own message quotes the offending line,
+    # which may hold a secret.
+    if isinstance(exc, yaml.MarkedYAMLError) and exc.problem_mark is not None:
+        mark = exc.problem_mark
+        return f"{exc.problem} at line {mark.line + 1}, column {mark.column + 1}"
+    return type(exc).__name__

@@ -1,0 +1,133 @@
+"""The ``drift`` and ``columns`` sections of a config file, validated with pydantic.
+
+``driftline check --config FILE`` reads these two sections; the service reads
+the same sections per model. Validation errors name the file, the field and
+what was expected.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from detectors.decisions import Correction
+from detectors.drift import DriftSettings
+from detectors.kinds import ColumnKind
+from detectors.methods import method_names
+from detectors.profile import DEFAULT_BINS, DEFAULT_MAX_CATEGORIES
+
+
+class ConfigError(ValueError):
+    """A config file is missing, not YAML, or fails validation; the message says where and why."""
+
+
+class DriftSection(BaseModel):
+    """How features are compared (see ``detectors.drift.DriftSettings``)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    numeric_method: str = "ks"
+    categorical_method: str = "chi_square"
+    methods: dict[str, str] = Field(default_factory=dict)
+    thresholds: dict[str, float] = Field(default_factory=dict)
+    alpha: float = Field(0.05, gt=0, lt=1)
+    correction: Literal["none", "bonferroni", "bh"] = "bh"
+    min_effect_size: float | None = Field(None, ge=0, le=1)
+    drift_share: float = Field(0.5, gt=0, le=1)
+    min_samples: int = Field(1, ge=1)
+    bins: int = Field(DEFAULT_BINS, ge=10, multiple_of=10)
+    max_categories: int = Field(DEFAULT_MAX_CATEGORIES, ge=1)
+
+    @field_validator("numeric_method", "categorical_method")
+    @classmethod
+    def _known_default(cls, value: str) -> str:
+        if value not in method_names():
+            raise ValueError(f"unknown method {value!r}; available: {', '.join(method_names())}")
+        return value
+
+    @field_validator("methods")
+    @classmethod
+    def _known_methods(cls, value: dict[str, str]) -> dict[str, str]:
+        for feature, name in value.items():
+            if name not in method_names():
+                raise ValueError(
+                    f"unknown method {name!r} for {feature!r}; available: "
+                    f"{', '.join(method_names())}"
+                )
+        return value
+
+    @field_validator("thresholds")
+    @classmethod
+    def _known_thresholds(cls, value: dict[str, float]) -> dict[str, float]:
+        for name, threshold in value.items():
+            if name not in method_names():
+                raise ValueError(f"threshold for unknown method {name!r}")
+            if threshold <= 0:
+                raise ValueError(f"threshold for {name!r} must be positive, got {threshold}")
+        return value
+
+    def settings(self) -> DriftSettings:
+        """Return the detectors-level settings this section describes."""
+        return DriftSettings(
+            numeric_method=self.numeric_method,
+            categorical_method=self.categorical_method,
+            methods=self.methods,
+            thresholds=self.thresholds,
+            alpha=self.alpha,
+            correction=Correction(self.correction),
+            min_effect_size=self.min_effect_size,
+            drift_share=self.drift_share,
+            min_samples=self.min_samples,
+        )
+
+
+class ColumnsSection(BaseModel):
+    """Which columns are monitored and as what kind."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    kinds: dict[str, ColumnKind] = Field(default_factory=dict)
+    ignore: list[str] = Field(default_factory=list)
+
+
+class CheckConfig(BaseModel):
+    """The sections of a config file that ``driftline check`` uses; other sections are ignored."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    drift: DriftSection = DriftSection()
+    columns: ColumnsSection = ColumnsSection()
+
+
+def load_check_config(path: str | Path | None) -> CheckConfig:
+    """Return the validated config in ``path``, or the defaults when ``path`` is None."""
+    if path is None:
+        return CheckConfig()
+    file = Path(path)
+    if not file.is_file():
+        raise ConfigError(f"config file not found: {file}")
+    try:
+        data = yaml.safe_load(file.read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{file} is not valid YAML: {exc}") from exc
+    if not isinstance(data, dict):
+        raise ConfigError(f"{file} must hold a mapping of sections, got {type(data).__name__}")
+    try:
+        return CheckConfig.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(format_validation_error(file, exc)) from exc
+
+
+def format_validation_error(file: Path, exc: ValidationError) -> str:
+    """Return one line per problem: ``FILE: field.path: what was expected (got VALUE)``."""
+    lines = []
+    for error in exc.errors():
+        where = ".".join(str(part) for part in error["loc"]) or "(top level)"
+        got = (
+            f" (got {error['input']!r})" if "input" in error and error["type"] != "missing" else ""
+        )
+        lines.append(f"{file}: {where}: {error['msg']}{got}")
+    return "\n".join(lines)

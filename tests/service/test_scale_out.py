@@ -1,0 +1,354 @@
+"""Scale-out: several ``driftline run`` processes in one group share a PostgreSQL database.
+
+Two monitor subprocesses, then a third, consume one 4-partition topic in one
+consumer group and write to the same PostgreSQL database; partway through,
+one of the three is SIGKILLed and the others take over its partitions. Every
+window must be evaluated exactly once (one done claim, one evaluation in all
+the processes' logs) from the merge of every partition's partial, and the
+stored results must equal a single-process run: nothing lost or counted twice.
+
+The zombie-writer hazard -- a member evicted from the group while alive
+checkpointing its stale state over the newer state of the partition's new
+owner -- is fenced: a checkpoint is refused unless the stored offset is the
+one its writer last loaded or wrote. Tested directly, on the store and on the
+ingestor.
+"""
+
+from __future__ import annotations
+
+import random
+import re
+import socket
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import pytest
+from kafka import TopicPartition
+from prometheus_client import CollectorRegistry
+from sqlalchemy import select
+
+from monitor.config import ServiceConfig
+from monitor.ingest import Ingestor
+from monitor.metrics import Metrics
+from monitor.records import PredictionRecord, decode_prediction
+from monitor.runtime import sketch_records, sketch_to_bytes
+from monitor.service import load_runtimes
+from monitor.store import PartialRow, ProgressRow
+from monitor.store.models import DONE, WindowClaim
+from monitor.store.repository import StaleCheckpointError
+from tests.servers import unique_name
+from tests.service.harness import (
+    Monitor,
+    MonitorPool,
+    Names,
+    PacedProducer,
+    assert_same_results,
+    create_topics,
+    opened,
+    reference_results,
+    snapshot,
+    store_reference,
+    stored_offsets,
+    summaries,
+    wait_until,
+    write_config,
+)
+from tests.service.streams import Stream
+
+pytestmark = pytest.mark.integration
+
+SEED = 4242
+EVALUATED = re.compile(r"monitor\.evaluate: window (\S+) \[([0-9.]+), [0-9.]+\): \d+ rows")
+ASSIGNED = "monitor.ingest: assigned {topic}/{partition} "
+NEWLY_ASSIGNED = re.compile(r"Setting newly assigned partitions \{(.*)\}")
+
+
+def evaluations(pool: MonitorPool, model: str) -> Counter[float]:
+    """How many times each window of ``model`` was evaluated, over every process's log."""
+    found: Counter[float] = Counter()
+    for monitor in pool.monitors:
+        for name, start in EVALUATED.findall(monitor.log()):
+            if name == model:
+                found[float(start)] += 1
+    return found
+
+
+def owned_partitions(monitor: Monitor, topic: str) -> set[int]:
+    """The partitions of ``topic`` in the process's last assignment (from its log)."""
+    assignments = NEWLY_ASSIGNED.findall(monitor.log())
+    assert assignments, f"{monitor.log_path.name} was never assigned partitions"
+    pattern = rf"topic='{re.escape(topic)}', partition=(\d+)"
+    return {int(p) for p in re.findall(pattern, assignments[-1])}
+
+
+def test_two_then_three_processes_with_one_killed_equal_one_process(
+    kafka_broker, postgres_url: str, tmp_path: Path, monitors: MonitorPool
+) -> None:
+    bootstrap = kafka_broker.bootstrap
+    stream = Stream(model=unique_name("credit"), windows=12, per_window=200, drift_from=5)
+    names = Names.fresh(stream.model)
+    create_topics(bootstrap, [names.predictions, names.labels])
+    group = unique_name("scale")
+    config = write_config(
+        tmp_path / "monitor.yaml",
+        bootstrap=bootstrap,
+        names=names,
+        group=group,
+        database_url=postgres_url,
+        # Shorter than a takeover (session timeout + rejoin, ~3 s): the victim's partitions
+        # must hold the watermark back because nobody attends them, not because of timing.
+        consumer={"idle_timeout_s": 2},
+    )
+    store_reference(postgres_url, config, stream)
+    records = [r for i in range(stream.windows) for r in stream.records(i)]
+    size = stream.per_window // 2
+    chunks = [records[i : i + size] for i in range(0, len(records), size)]
+    total = len(records)
+    rng = random.Random(SEED)
+    first = [monitors.new(config, f"monitor-{i}").start() for i in range(2)]
+
+    def joined(procs: list[Monitor]) -> bool:
+        return all(f"assigned {names.predictions}/" in m.log() for m in procs)
+
+    wait_until(lambda: joined(first), 60, lambda: f"no assignment\n{monitors.logs()}")
+
+    # Phase 1: two processes, the first 8 of 24 half-windows.
+    with opened(postgres_url) as store:
+        phase1 = PacedProducer(bootstrap, names.predictions, chunks[:8], 0.25).start()
+        phase1.join(60)
+        wait_until(
+            lambda: len(summaries(store, stream.model)) >= 3,
+            30,
+            lambda: f"two processes evaluated nothing\n{monitors.logs()}",
+            interval=0.2,
+        )
+        # Phase 2: a third process joins (a rebalance), then one of the three is killed.
+        third = monitors.new(config, "monitor-2").start()
+        everyone = [*first, third]
+        wait_until(lambda: joined(everyone), 60, lambda: f"no assignment\n{monitors.logs()}")
+        victim = rng.choice(everyone)
+        survivors = [m for m in everyone if m is not victim]
+        killed: dict[str, Any] = {}
+
+        def kill_midway(index: int) -> None:
+            if index == 6:  # 14 of 24 half-windows produced
+                killed["partitions"] = owned_partitions(victim, names.predictions)
+                killed["log_sizes"] = [len(m.log()) for m in survivors]
+                killed["consumed"] = sum(stored_offsets(store, group, names.predictions).values())
+                victim.kill()
+
+        phase2 = PacedProducer(
+            bootstrap, names.predictions, chunks[8:], 0.25, before_chunk=kill_midway
+        ).start()
+        phase2.join(60)
+        assert not victim.alive
+        assert killed["partitions"], "the victim owned no partition"
+        assert killed["consumed"] < total
+
+        evaluated = [stream.window_start(i) for i in range(stream.windows - 1)]
+
+        def finished() -> bool:
+            offsets = stored_offsets(store, group, names.predictions)
+            starts = [w.window_start for w in summaries(store, stream.model)]
+            return sum(offsets.values()) == total and starts == evaluated
+
+        wait_until(finished, 60, lambda: f"did not finish\n{monitors.logs()}", interval=0.2)
+        # The survivors took over every partition of the victim.
+        for partition in killed["partitions"]:
+            line = ASSIGNED.format(topic=names.predictions, partition=partition)
+            assert any(
+                line in m.log()[size:]
+                for m, size in zip(survivors, killed["log_sizes"], strict=True)
+            ), f"partition {partition} was not taken over\n{monitors.logs()}"
+        for monitor in survivors:
+            assert monitor.alive, monitors.logs()
+            assert monitor.stop() == 0, monitors.logs()
+        results = snapshot(store, stream.model)
+        with store.engine.connect() as connection:
+            claims = connection.execute(
+                select(WindowClaim.window_start, WindowClaim.status, WindowClaim.owner).where(
+                    WindowClaim.model == stream.model
+                )
+            ).all()
+
+    # Each window evaluated exactly once, by one of the processes, from every partition.
+    assert sorted((c.window_start, c.status) for c in claims) == [(s, DONE) for s in evaluated]
+    owners = {f"{socket.gethostname()}:{m.pid}" for m in everyone}
+    assert {c.owner for c in claims} <= owners
+    assert evaluations(monitors, stream.model) == Counter(dict.fromkeys(evaluated, 1))
+    assert [results[s]["rows"] for s in evaluated] == [stream.per_window] * len(evaluated)
+    expected = reference_results(tmp_path, bootstrap=bootstrap, names=names, stream=stream)
+    assert_same_results(results, expected)
+
+
+# --- fencing: a zombie's stale checkpoint is refused ---
+
+
+def _partial(topic: str, rows: int) -> PartialRow:
+    return PartialRow(
+        model="m",
+        window_start=0.0,
+        window_end=60.0,
+        topic=topic,
+        partition=0,
+        sketch=f"rows={rows}".encode(),
+        rows=rows,
+    )
+
+
+def test_a_stale_checkpoint_is_refused_and_writes_nothing(postgres_url: str) -> None:
+    topic, group = unique_name("fenced"), unique_name("group")
+    key = (topic, 0)
+    with opened(postgres_url) as store:
+        # Member A checkpoints offset 100; then B is assigned the partition, loads 100
+        # and checkpoints 150 -- while A, evicted but alive, still believes it owns it.
+        store.checkpoint(
+            group, [_partial(topic, 100)], [ProgressRow(topic=topic, partition=0, next_offset=100)]
+        )
+        store.checkpoint(
+            group,
+            [_partial(topic, 150)],
+            [ProgressRow(topic=topic, partition=0, next_offset=150)],
+            expected={key: 100},
+        )
+        with pytest.raises(StaleCheckpointError) as refused:
+            store.checkpoint(
+                group,
+                [_partial(topic, 130)],
+                [ProgressRow(topic=topic, partition=0, next_offset=130)],
+                expected={key: 100},
+            )
+        assert refused.value.partitions == [key]
+        # Nothing of A's checkpoint was written: B's state stands.
+        assert store.progress(group, topic)[0].next_offset == 150
+        assert [p.rows for p in store.partials_for_partition(topic, 0)] == [150]
+        # A checkpoint for a partition expected to have no row is refused once one exists.
+        with pytest.raises(StaleCheckpointError):
+            store.checkpoint(
+                group,
+                [],
+                [ProgressRow(topic=topic, partition=0, next_offset=1)],
+                expected={key: None},
+            )
+
+
+class _FakeConsumer:
+    """The few KafkaConsumer methods the Ingestor uses, for one assigned partition."""
+
+    def __init__(self, tp: TopicPartition) -> None:
+        self.tp = tp
+        self.batches: list[dict[TopicPartition, list[Any]]] = []
+        self.seeks: list[int | str] = []
+        self.listener: Any = None
+
+    def subscribe(self, topics: list[str], listener: Any) -> None:
+        self.listener = listener
+
+    def assignment(self) -> set[TopicPartition]:
+        return {self.tp}
+
+    def poll(self, timeout_ms: int, max_records: int) -> dict[TopicPartition, list[Any]]:
+        return self.batches.pop(0) if self.batches else {}
+
+    def seek(self, tp: TopicPartition, offset: int) -> None:
+        self.seeks.append(offset)
+
+    def seek_to_beginning(self, *tps: TopicPartition) -> None:
+        self.seeks.append("beginning")
+
+    def highwater(self, tp: TopicPartition) -> int | None:
+        return None
+
+    def end_offsets(self, tps: list[TopicPartition], timeout_ms: int) -> dict[TopicPartition, int]:
+        return {}
+
+    def position(self, tp: TopicPartition, timeout_ms: int | None = None) -> int | None:
+        return None
+
+    def pause(self, *tps: TopicPartition) -> None: ...
+
+    def resume(self, *tps: TopicPartition) -> None: ...
+
+    def commit_async(self, offsets: Any) -> None: ...
+
+    def close(self) -> None: ...
+
+
+class _FakeProducer:
+    def flush(self) -> None: ...
+
+    def close(self) -> None: ...
+
+
+class _Message:
+    def __init__(self, offset: int, value: bytes) -> None:
+        self.offset, self.value, self.key, self.timestamp = offset, value, None, 0
+
+
+def test_a_fenced_off_ingestor_drops_its_stale_state_and_reloads(
+    postgres_url: str, tmp_path: Path
+) -> None:
+    stream = Stream(model=unique_name("credit"), windows=2, per_window=40, drift_from=9)
+    names = Names.fresh(stream.model)
+    path = write_config(
+        tmp_path / "fenced.yaml",
+        bootstrap="127.0.0.1:9",
+        names=names,
+        group=unique_name("fenced"),
+        database_url=postgres_url,
+    )
+    store_reference(postgres_url, path, stream)
+    config = ServiceConfig.load(path)
+    tp = TopicPartition(names.predictions, 0)
+    values = [value for _, value in stream.records(0)]
+    with opened(postgres_url) as store:
+        consumer = _FakeConsumer(tp)
+        runtimes = load_runtimes(config, store)
+        zombie = Ingestor(
+            config,
+            store,
+            runtimes,
+            Metrics(CollectorRegistry()),
+            consumer=consumer,  # type: ignore[arg-type]
+            producer=_FakeProducer(),  # type: ignore[arg-type]
+        )
+        zombie.assign([tp])
+        consumer.batches.append({tp: [_Message(i, v) for i, v in enumerate(values[:10])]})
+        zombie.poll_once()
+        zombie.checkpoint()
+        assert store.progress(config.consumer.group_id, tp.topic)[0].next_offset == 10
+        # Evicted while alive: the zombie reads on in memory (to offset 20), while the
+        # new owner reloads offset 10 and checkpoints offset 25.
+        consumer.batches.append({tp: [_Message(i, values[i]) for i in range(10, 20)]})
+        zombie.poll_once()
+        runtime = runtimes[stream.model]
+        decoded = [decode_prediction(v) for v in values[:25]]
+        newer = sketch_records(runtime, [r for r in decoded if isinstance(r, PredictionRecord)])
+        start, end = stream.window_start(0), stream.window_start(1)
+        store.checkpoint(
+            config.consumer.group_id,
+            [
+                PartialRow(
+                    model=stream.model,
+                    window_start=start,
+                    window_end=end,
+                    topic=tp.topic,
+                    partition=0,
+                    sketch=sketch_to_bytes(runtime.profile_version, newer),
+                    rows=newer.rows,
+                )
+            ],
+            [ProgressRow(topic=tp.topic, partition=0, next_offset=25)],
+            expected={(tp.topic, 0): 10},
+        )
+        zombie.checkpoint()  # refused: the partition's state is dropped, nothing written
+        assert tp not in zombie.states
+        assert store.progress(config.consumer.group_id, tp.topic)[0].next_offset == 25
+        assert [p.rows for p in store.partials_for_partition(tp.topic, 0)] == [25]
+        # Still assigned (it has not noticed the rebalance yet): it reloads the newer
+        # state and seeks to it, instead of skipping records or overwriting the state.
+        zombie.poll_once()
+        assert zombie.states[tp].next_offset == 25
+        assert consumer.seeks[-1] == 25
+        assert zombie.states[tp].partials[(stream.model, start)].sketch.rows == 25
