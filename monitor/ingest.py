@@ -416,8 +416,13 @@ class Ingestor:
     def _heartbeats(self, partitions: list[TopicPartition]) -> list[ProgressRow]:
         """The unchanged progress rows of those ``partitions`` this consumer has caught up on.
 
-        Caught up means its position has reached the end offset the broker
-        reports now (the highwater of the last fetch can be stale: after a
+        Caught up means two things. A fetch response for the partition has come
+        since this consumer was assigned it, and the position has reached that
+        response's highwater mark: before its first fetch, a partition taken over
+        from a dead member has not been read at all, and the embedded broker's
+        end offsets can lag behind records already written, so they alone let a
+        backlog pass for idle. And the position has reached the end offset the
+        broker reports now: the highwater of the last fetch can be stale (after a
         reconnect, fetched but unparsed data does not update it). If the broker
         cannot be asked, no partition counts as caught up. The row's
         ``last_record_at`` is at least the time this consumer (re)attached to
@@ -443,12 +448,27 @@ class Ingestor:
                 position = None
             row = state.progress_row()
             end = ends.get(tp)
-            if row is not None and end is not None and max(position or 0, row.next_offset) >= end:
+            highwater = self._highwater(tp)
+            reached = max(position or 0, row.next_offset) if row is not None else -1
+            if (
+                row is not None
+                and end is not None
+                and highwater is not None
+                and reached >= max(end, highwater)
+            ):
                 attached = self._attached.get(tp, -math.inf)
                 if row.last_record_at is None or row.last_record_at < attached:
                     row = replace(row, last_record_at=attached)
                 rows.append(row)
         return rows
+
+    def _highwater(self, tp: TopicPartition) -> int | None:
+        """The highwater mark of the partition's last fetch since assignment, or None before one."""
+        try:
+            highwater: int | None = self.consumer.highwater(tp)
+        except Exception:  # not assigned any more
+            return None
+        return highwater
 
     def _drop(self, tp: TopicPartition) -> None:
         self.states.pop(tp, None)

@@ -241,6 +241,11 @@ class _FakeConsumer:
         self.batches: list[dict[TopicPartition, list[Any]]] = []
         self.seeks: list[int | str] = []
         self.listener: Any = None
+        # What the broker would report: the last fetch's highwater (None before a
+        # fetch), the end offset asked for now, and the consumer's position.
+        self.fetched_highwater: int | None = None
+        self.end_offset: int | None = None
+        self.at: int | None = None
 
     def subscribe(self, topics: list[str], listener: Any) -> None:
         self.listener = listener
@@ -258,13 +263,13 @@ class _FakeConsumer:
         self.seeks.append("beginning")
 
     def highwater(self, tp: TopicPartition) -> int | None:
-        return None
+        return self.fetched_highwater
 
     def end_offsets(self, tps: list[TopicPartition], timeout_ms: int) -> dict[TopicPartition, int]:
-        return {}
+        return {} if self.end_offset is None else dict.fromkeys(tps, self.end_offset)
 
     def position(self, tp: TopicPartition, timeout_ms: int | None = None) -> int | None:
-        return None
+        return self.at
 
     def pause(self, *tps: TopicPartition) -> None: ...
 
@@ -352,3 +357,57 @@ def test_a_fenced_off_ingestor_drops_its_stale_state_and_reloads(
         assert zombie.states[tp].next_offset == 25
         assert consumer.seeks[-1] == 25
         assert zombie.states[tp].partials[(stream.model, start)].sketch.rows == 25
+
+
+def test_a_taken_over_partition_is_not_called_idle_before_its_first_fetch(
+    postgres_url: str, tmp_path: Path
+) -> None:
+    """A partition inherited from a dead member holds the watermark until it is really read.
+
+    The heartbeat that lets a partition go idle is only written once a fetch
+    since the assignment has answered and the position reached both its
+    highwater and the broker's end offset. Before that -- even when the end
+    offset (which the embedded broker can report late) says "caught up" -- its
+    row is left alone, so it looks unattended and holds the watermark back;
+    otherwise the windows of its unread backlog could close without it.
+    """
+    stream = Stream(model=unique_name("credit"), windows=1, per_window=10, drift_from=9)
+    names = Names.fresh(stream.model)
+    path = write_config(
+        tmp_path / "takeover.yaml",
+        bootstrap="127.0.0.1:9",
+        names=names,
+        group=unique_name("takeover"),
+        database_url=postgres_url,
+    )
+    store_reference(postgres_url, path, stream)
+    config = ServiceConfig.load(path)
+    group, tp = config.consumer.group_id, TopicPartition(names.predictions, 0)
+    with opened(postgres_url) as store:
+        # The dead member's last checkpoint: offset 40.
+        store.checkpoint(
+            group,
+            [],
+            [ProgressRow(topic=tp.topic, partition=0, next_offset=40, max_event_time=1.0)],
+        )
+        written = store.progress_updated_at(group, tp.topic)[0]
+        consumer = _FakeConsumer(tp)
+        heir = Ingestor(
+            config,
+            store,
+            load_runtimes(config, store),
+            Metrics(CollectorRegistry()),
+            consumer=consumer,  # type: ignore[arg-type]
+            producer=_FakeProducer(),  # type: ignore[arg-type]
+            clock=lambda: written + 100.0,
+        )
+        heir.assign([tp])
+        consumer.at, consumer.end_offset = 40, 40  # a lagging end offset: "caught up"
+        heir.checkpoint(heartbeat=True)
+        assert store.progress_updated_at(group, tp.topic)[0] == written, "heartbeat before a fetch"
+        consumer.fetched_highwater = 55  # the first fetch: 15 records to read
+        heir.checkpoint(heartbeat=True)
+        assert store.progress_updated_at(group, tp.topic)[0] == written, "heartbeat with a backlog"
+        consumer.at = consumer.fetched_highwater = consumer.end_offset = 55  # read them all
+        heir.checkpoint(heartbeat=True)
+        assert store.progress_updated_at(group, tp.topic)[0] > written
