@@ -8,6 +8,7 @@ same answer in the service.
 from __future__ import annotations
 
 import math
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -17,25 +18,49 @@ import pandas as pd
 from rich.console import Console
 from rich.table import Table
 
-from detectors.drift import DriftReport, FeatureDrift, compare_frames
+from detectors.drift import (
+    PARALLEL_ROWS,
+    DriftReport,
+    FeatureDrift,
+    compare_frames,
+    compare_sketches,
+)
 from detectors.kinds import check_compatible, infer_kinds
+from detectors.profile import ReferenceProfile
+from detectors.quality import DataQualityReport, data_quality
+from monitor.check_quality import CheckQuality, check_quality, positive_f1
 from monitor.drift_config import CheckConfig
 from monitor.tables import InputError, read_table
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class CheckResult:
-    """A drift report and the columns that could not be compared."""
+    """A drift report, the current data's quality checks, and the model's quality if asked for.
+
+    ``quality`` is set when both ``--target`` and ``--prediction`` were given.
+    """
 
     report: DriftReport
     missing_columns: tuple[str, ...]
     target: str | None
+    data_quality: DataQualityReport
+    quality: CheckQuality | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        """Return the JSON object printed by ``--format json``."""
+        """Return the JSON object printed by ``--format json``.
+
+        The contract's keys (``dataset_drift``, ``drift_share``, ``features``,
+        ...) come first and keep their shapes; ``data_quality``, ``quality`` and
+        ``estimated_performance`` are added beside them (null when not computed).
+        """
         payload = self.report.to_dict()
         payload["missing_columns"] = list(self.missing_columns)
         payload["target"] = self.target
+        payload["data_quality"] = self.data_quality.to_dict()
+        payload["quality"] = None if self.quality is None else self.quality.quality_dict()
+        payload["estimated_performance"] = (
+            None if self.quality is None else self.quality.estimated_dict()
+        )
         return payload
 
     @property
@@ -93,16 +118,39 @@ def check_frames(
     for name, kind in kinds.items():
         check_compatible(name, kind, current[name])
     columns = list(kinds)
-    report = compare_frames(
-        reference[columns],
-        current[columns],
-        config.drift.settings(),
-        kinds=kinds,
-        prediction=prediction,
-        exact=exact,
-        bins=config.drift.bins,
+    settings = config.drift.settings()
+    large = max(len(reference), len(current)) >= PARALLEL_ROWS
+    threads = min(4, os.cpu_count() or 1) if large else 1
+    # The service's path: a reference profile and the sketch of the current rows.
+    profile = ReferenceProfile.from_frame(
+        reference[columns], kinds, bins=config.drift.bins, threads=threads
     )
-    return CheckResult(report=report, missing_columns=missing, target=target)
+    sketch = profile.sketch(current[columns], threads=threads)
+    if exact:
+        report = compare_frames(
+            reference[columns],
+            current[columns],
+            settings,
+            kinds=kinds,
+            prediction=prediction,
+            exact=True,
+            bins=config.drift.bins,
+        )
+    else:
+        report = compare_sketches(profile, sketch, settings, prediction=prediction)
+    current_columns = [c for c in current.columns if c not in ignored]
+    quality = None
+    if target is not None and prediction is not None:
+        quality = check_quality(
+            reference, current, target=target, prediction=prediction, settings=config.quality
+        )
+    return CheckResult(
+        report=report,
+        missing_columns=missing,
+        target=target,
+        data_quality=data_quality(profile, sketch, current_columns=current_columns),
+        quality=quality,
+    )
 
 
 def to_json(result: CheckResult) -> bytes:
@@ -176,3 +224,63 @@ def render_table(result: CheckResult, console: Console) -> None:
     )
     if result.missing_columns:
         console.print(f"Not in the current data: {', '.join(result.missing_columns)}")
+    failed = result.data_quality.failed
+    if failed:
+        console.print(
+            "[yellow]Data quality:[/] "
+            + "; ".join(
+                f"{c.check.value}{f' {c.feature!r}' if c.feature else ''} "
+                f"{_number(c.value)} > {_number(c.threshold)}"
+                for c in failed
+            )
+        )
+    else:
+        console.print("[green]Data quality: every check passed[/]")
+    if result.quality is not None:
+        console.print(quality_table(result.quality))
+        for note in result.quality.notes:
+            console.print(f"  note: {note}")
+
+
+#: Metrics shown in the quality table, per task, in order.
+_QUALITY_ROWS = {
+    "classification": ("accuracy", "macro_precision", "macro_recall", "macro_f1"),
+    "binary_scores": (
+        "accuracy",
+        "f1",
+        "macro_f1",
+        "roc_auc",
+        "average_precision",
+        "log_loss",
+        "brier_score",
+        "expected_calibration_error",
+    ),
+    "regression": ("mae", "rmse", "mape", "r2", "mean_error"),
+}
+
+
+def quality_table(quality: CheckQuality) -> Table:
+    """Return the model-quality table: reference, current (realized) and estimated values."""
+    table = Table(title=f"Model quality ({quality.task})", title_justify="left")
+    table.add_column("metric")
+    for header in ("reference", "current", "estimated (CBPE)"):
+        table.add_column(header, justify="right")
+    estimated = quality.estimated or {}
+    for metric in _QUALITY_ROWS[quality.task]:
+        table.add_row(
+            metric,
+            _number(_metric(quality.reference, metric, quality.positive_label)),
+            _number(_metric(quality.current, metric, quality.positive_label)),
+            _number(estimated.get(metric)) if metric in ("accuracy", "f1", "roc_auc") else "",
+        )
+    return table
+
+
+def _metric(metrics: dict[str, Any] | None, name: str, positive: str | None) -> float | None:
+    """A metric from a quality dict; ``f1`` is the positive label's F1."""
+    if metrics is None:
+        return None
+    if name == "f1":
+        return positive_f1(metrics, positive)
+    value = metrics.get(name)
+    return None if value is None else float(value)

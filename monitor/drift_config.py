@@ -93,6 +93,35 @@ class ColumnsSection(BaseModel):
     ignore: list[str] = Field(default_factory=list)
 
 
+class QualitySection(BaseModel):
+    """How ``check --target --prediction`` scores the model (see ``monitor.check_quality``).
+
+    ``task``: ``auto`` infers it from the columns; ``binary_scores`` (the
+    prediction is the positive class's score), ``classification`` (the
+    prediction is a label) or ``regression`` force it. ``positive_label``: the
+    label a score is the probability of (inferred for {0, 1}, {-1, 1} and
+    {false, true}). ``threshold``: a score at or above it predicts the positive
+    label.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    task: Literal["auto", "binary_scores", "classification", "regression"] = "auto"
+    positive_label: str | None = None
+    threshold: float = Field(0.5, gt=0, lt=1)
+
+    @field_validator("positive_label", mode="before")
+    @classmethod
+    def _label_as_text(cls, value: object) -> object:
+        # YAML reads `positive_label: 1` as an int and `true` as a bool; labels are compared
+        # as canonical strings.
+        if isinstance(value, bool):
+            return "true" if value else "false"
+        if isinstance(value, int | float):
+            return str(int(value)) if float(value).is_integer() else str(value)
+        return value
+
+
 class CheckConfig(BaseModel):
     """The sections of a config file that ``driftline check`` uses; other sections are ignored."""
 
@@ -100,6 +129,7 @@ class CheckConfig(BaseModel):
 
     drift: DriftSection = DriftSection()
     columns: ColumnsSection = ColumnsSection()
+    quality: QualitySection = QualitySection()
 
 
 def load_check_config(path: str | Path | None) -> CheckConfig:
