@@ -59,6 +59,9 @@ New references apply on restart
     until it is restarted. Swapping the profile of a running model would mix
     two bin layouts inside one window (each partition's partial is sketched on
     the profile it was started with), so it waits for a clean restart.
+    For a model with ``performance_estimation`` the upload must hold the
+    target and score columns: the fitted estimator is stored with the profile
+    (400 naming the column if it cannot be fitted).
 """
 
 from __future__ import annotations
@@ -91,7 +94,6 @@ from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy.exc import SQLAlchemyError
 from starlette.datastructures import UploadFile
 
-from detectors.profile import ReferenceProfile
 from monitor.config import ModelConfig, ServiceConfig
 from monitor.metrics import CONTENT_TYPE, Metrics, render
 from monitor.records import (
@@ -103,7 +105,7 @@ from monitor.records import (
     decode_prediction,
     route,
 )
-from monitor.runtime import build_profile
+from monitor.runtime import StoredReference, build_reference
 from monitor.store import FeatureResultRow, Store, StoreError, WindowSummaryRow, mask_url
 from monitor.tables import InputError, read_table
 
@@ -839,10 +841,11 @@ def _add_routes(app: FastAPI, state: _State) -> None:
         with tempfile.TemporaryDirectory(prefix="driftline-upload-") as directory:
             path, shown = await _receive_file(request, Path(directory), fmt, state)
             frame_profile = await run_in_threadpool(_profile_file, config, path, shown)
-        profile, rows = frame_profile
-        version = await run_in_threadpool(state.store.save_profile, config.name, profile.to_bytes())
+        reference, rows = frame_profile
+        payload = reference.to_bytes()
+        version = await run_in_threadpool(state.store.save_profile, config.name, payload)
         return ReferenceResult(
-            model=config.name, version=version, columns=list(profile.specs), rows=rows
+            model=config.name, version=version, columns=list(reference.profile.specs), rows=rows
         )
 
 
@@ -1113,20 +1116,24 @@ def _suffix(fmt: str | None, shown: str) -> str:
     return _FORMAT_SUFFIX[fmt]
 
 
-def _profile_file(config: ModelConfig, path: Path, shown: str) -> tuple[ReferenceProfile, int]:
-    """Read ``path`` and build ``config``'s profile of it; 400 with one sentence if unusable."""
+def _profile_file(config: ModelConfig, path: Path, shown: str) -> tuple[StoredReference, int]:
+    """Read ``path`` and build ``config``'s reference of it; 400 with one sentence if unusable.
+
+    With ``performance_estimation`` the reference also holds the estimator
+    fitted on the file's target and score columns.
+    """
     try:
         frame = read_table(path, "reference")
-        profile = build_profile(config, frame)
+        reference = build_reference(config, frame)
     except (ValueError, KeyError, TypeError) as error:  # InputError is a ValueError
         message = str(error.args[0]) if isinstance(error, KeyError) and error.args else str(error)
         message = message.replace(str(path), shown)
         if not isinstance(error, InputError):
             message = f"cannot profile {shown}: {message}"
         raise HTTPException(HTTPStatus.BAD_REQUEST, message) from None
-    if not profile.specs:
+    if not reference.profile.specs:
         raise HTTPException(HTTPStatus.BAD_REQUEST, f"{shown} has no column that can be profiled")
-    return profile, len(frame)
+    return reference, len(frame)
 
 
 # --- helpers -------------------------------------------------------------------------------

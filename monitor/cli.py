@@ -172,20 +172,23 @@ def _replay(args: argparse.Namespace) -> int:
 
 def _reference_build(args: argparse.Namespace) -> int:
     from monitor.config import ServiceConfig
-    from monitor.runtime import build_profile
+    from monitor.runtime import build_reference
     from monitor.store import Store
     from monitor.tables import read_table
 
     config = ServiceConfig.load(args.config)
     model = config.model(args.model)
-    profile = build_profile(model, read_table(args.file, "training"))
+    # With performance_estimation configured, the fitted CBPE is stored with the profile.
+    reference = build_reference(model, read_table(args.file, "training"))
+    profile = reference.profile
     store = Store.connect(config.database_url())
     try:
-        version = store.save_profile(model.name, profile.to_bytes())
+        version = store.save_profile(model.name, reference.to_bytes())
     finally:
         store.close()
+    estimator = " and its performance estimator" if reference.estimator is not None else ""
     Console().print(
-        f"Stored reference profile version {version} of {model.name!r}: "
+        f"Stored reference profile{estimator} version {version} of {model.name!r}: "
         f"{len(profile.specs)} columns, {profile.reference.rows:,} rows."
     )
     return EXIT_OK

@@ -46,10 +46,20 @@ Kafka
 Windows
     A hopping window may overlap at most :data:`MAX_OVERLAPPING_WINDOWS`
     others (``size / hop``): every record updates that many sketches.
+Quality
+    ``prediction.task`` (classification or regression) chooses the measured
+    quality metrics and ``prediction.positive_label`` names the class the
+    score is the probability of (:class:`PredictionSection`);
+    ``data_quality`` holds the data-quality thresholds
+    (:class:`DataQualitySection`, defaults = the library's) and
+    ``performance_estimation`` the label-free estimate's reference columns
+    (:class:`PerformanceEstimationSection`). Checks that need the reference
+    profile (bounds naming numeric features) run when the service starts.
 """
 
 from __future__ import annotations
 
+import math
 import os
 import re
 from collections.abc import Mapping
@@ -65,14 +75,20 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
+    FiniteFloat,
     PrivateAttr,
+    StrictBool,
+    StrictInt,
+    StrictStr,
     ValidationError,
     ValidationInfo,
     field_validator,
     model_validator,
 )
 
+from detectors._arrays import canonical_label
 from detectors.kinds import ColumnKind
+from detectors.quality import DataQualityThresholds
 from monitor.drift_config import ColumnsSection, ConfigError, DriftSection, format_validation_error
 from monitor.windows import WindowSpec, parse_duration
 
@@ -81,10 +97,12 @@ __all__ = [
     "BrokerSection",
     "ConfigError",
     "ConsumerSection",
+    "DataQualitySection",
     "DatabaseSection",
     "HttpSection",
     "LabelsSection",
     "ModelConfig",
+    "PerformanceEstimationSection",
     "PredictionSection",
     "RetentionSection",
     "SchedulerSection",
@@ -99,6 +117,8 @@ MAX_OVERLAPPING_WINDOWS: Final = 100
 _ENV_NAME = re.compile(r"[A-Z_][A-Z0-9_]*")
 _TOPIC_NAME = re.compile(r"[A-Za-z0-9._-]{1,249}")
 _SECRET_WORDS = ("password", "passwd", "secret", "token", "credential", "api_key", "apikey")
+# Sections of a model keyed by feature and method names (not searched for secret words).
+_FEATURE_KEYED = ("drift", "columns", "data_quality")
 _REFERENCE_SUFFIXES = (".csv", ".parquet", ".pq", ".jsonl", ".ndjson", ".json")
 
 # client_options keys that a dedicated field or the service itself sets.
@@ -177,6 +197,36 @@ Seconds = Annotated[float, BeforeValidator(parse_duration), Field(gt=0)]
 NonNegativeSeconds = Annotated[float, BeforeValidator(parse_duration), Field(ge=0)]
 TopicName = Annotated[str, AfterValidator(_topic_name)]
 ModelName = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")]
+
+
+_DISABLED = ("off", "inf", ".inf")
+
+
+def _disabled_as_inf(value: Any) -> Any:
+    # null, false or "off" (which YAML reads as false) disables a check, as math.inf does
+    # in DataQualityThresholds.
+    if value is None or value is False:
+        return math.inf
+    if isinstance(value, str) and value.strip().lower() in _DISABLED:
+        return math.inf
+    if value is True:
+        raise ValueError("must be a number >= 0, or off / false / null to disable the check")
+    return value
+
+
+def _label_value(value: Any) -> Any:
+    if value is None or isinstance(value, str | int):  # bool is an int
+        return value
+    raise ValueError(
+        "must be a label as the label records write it: a string, an integer or a boolean"
+    )
+
+
+#: A class label: a string, an integer or a boolean.
+LabelValue = Annotated[StrictStr | StrictBool | StrictInt | None, BeforeValidator(_label_value)]
+#: An allowed increase of a data-quality ratio, or a count: >= 0; null, "off" or .inf disables.
+Allowance = Annotated[float, BeforeValidator(_disabled_as_inf), Field(ge=0)]
+_DATA_QUALITY_DEFAULTS: Final = DataQualityThresholds()
 
 
 class _Section(BaseModel):
@@ -325,19 +375,61 @@ class SchedulerSection(_Section):
 
 
 class PredictionSection(_Section):
-    """Which part of the prediction is monitored, and as what kind (inferred from ``field``)."""
+    """Which part of the prediction is monitored, and how quality is measured against labels.
+
+    ``field`` is monitored for drift, as ``kind`` (inferred from ``field``).
+    ``task`` says which quality metrics the joined labels give (see
+    :mod:`monitor.quality`): ``classification`` (accuracy, precision, recall,
+    F1 and, with a score and a positive label, ROC AUC, average precision,
+    log loss, Brier score, ECE) or ``regression`` (MAE, RMSE, MAPE, R², mean
+    error). When not given it is ``classification`` if ``field`` is ``label``,
+    ``positive_label`` is set or the model has ``performance_estimation``,
+    else ``regression`` (the prediction is a number).
+
+    ``positive_label`` is the class whose probability the record's ``score``
+    is. Labels are compared as strings the way :func:`canonical_label` writes
+    them (``1``, ``1.0`` and ``"1"`` are one class; ``true``/``false`` for
+    booleans), so write it as it appears in the label records. When not
+    given, it is inferred as scikit-learn's ``pos_label=None`` does: ``1``
+    for labels within {0, 1} or {-1, 1}, ``true`` for {false, true}; other
+    labels then give no score metrics. A performance estimator stored with
+    the reference profile brings its own positive label (fitted on the
+    reference's target), used when this field is not set.
+    """
 
     field: Literal["score", "label"] = "score"
     kind: ColumnKind = ColumnKind.NUMERIC
+    task: Literal["classification", "regression"] = "regression"
+    positive_label: LabelValue = None
 
     @model_validator(mode="before")
     @classmethod
     def _infer_kind(cls, data: Any) -> Any:
-        if isinstance(data, dict) and data.get("kind") is None:
-            field = data.get("field", "score")
+        if not isinstance(data, dict):
+            return data
+        field = data.get("field", "score")
+        if data.get("kind") is None:
             kind = {"score": ColumnKind.NUMERIC, "label": ColumnKind.CATEGORICAL}.get(field)
-            return {**data, "kind": kind} if kind is not None else data
+            if kind is not None:
+                data = {**data, "kind": kind}
+        if data.get("task") is None:
+            classifier = field == "label" or data.get("positive_label") is not None
+            data = {**data, "task": "classification" if classifier else "regression"}
         return data
+
+    @model_validator(mode="after")
+    def _positive_needs_classes(self) -> PredictionSection:
+        if self.positive_label is not None and self.task != "classification":
+            raise ValueError(
+                f"positive_label ({self.positive_label!r}) is for task: classification; "
+                "a regression model has no positive class"
+            )
+        return self
+
+    @property
+    def positive(self) -> str | None:
+        """``positive_label`` as the canonical string labels are compared as, or None."""
+        return None if self.positive_label is None else canonical_label(self.positive_label)
 
 
 class WindowSection(_Section):
@@ -382,6 +474,89 @@ class LabelsSection(_Section):
     max_delay: Seconds = 2 * 86400.0
 
 
+class DataQualitySection(_Section):
+    """Thresholds of the per-window data-quality checks (:func:`detectors.quality.data_quality`).
+
+    The fields are those of :class:`~detectors.quality.DataQualityThresholds`,
+    with its defaults: ``missing``, ``type_violation``, ``out_of_range`` and
+    ``unseen_category`` are allowed increases of a ratio over the reference's
+    own ratio; ``new_features`` and ``absent_features`` allowed counts; null,
+    ``off`` or ``.inf`` disables a check; ``constant: false`` disables the
+    constant-column check. ``bounds`` maps numeric features to inclusive
+    ``[low, high]`` that replace the reference's range in ``out_of_range``
+    (``.inf``/``-.inf`` for one side); the service checks at start that each
+    names a numeric feature of the reference profile.
+    """
+
+    missing: Allowance = _DATA_QUALITY_DEFAULTS.missing
+    type_violation: Allowance = _DATA_QUALITY_DEFAULTS.type_violation
+    out_of_range: Allowance = _DATA_QUALITY_DEFAULTS.out_of_range
+    unseen_category: Allowance = _DATA_QUALITY_DEFAULTS.unseen_category
+    constant: StrictBool = _DATA_QUALITY_DEFAULTS.constant
+    new_features: Allowance = _DATA_QUALITY_DEFAULTS.new_features
+    absent_features: Allowance = _DATA_QUALITY_DEFAULTS.absent_features
+    bounds: dict[str, tuple[float, float]] = Field(default_factory=dict)
+
+    @field_validator("bounds")
+    @classmethod
+    def _ordered_bounds(
+        cls, value: dict[str, tuple[float, float]]
+    ) -> dict[str, tuple[float, float]]:
+        for feature, (low, high) in value.items():
+            if math.isnan(low) or math.isnan(high) or low > high:
+                raise ValueError(
+                    f"bounds of {feature!r} must be [low, high] with low <= high, "
+                    f"got [{low}, {high}]"
+                )
+        return value
+
+    def thresholds(self) -> DataQualityThresholds:
+        """Return the detectors-level thresholds this section describes."""
+        return DataQualityThresholds(
+            missing=self.missing,
+            type_violation=self.type_violation,
+            out_of_range=self.out_of_range,
+            unseen_category=self.unseen_category,
+            constant=self.constant,
+            new_features=self.new_features,
+            absent_features=self.absent_features,
+            bounds=dict(self.bounds),
+        )
+
+
+class PerformanceEstimationSection(_Section):
+    """Label-free performance estimation (CBPE) of a binary classifier with a score.
+
+    At reference build time a :class:`~detectors.performance.CBPE` is fitted
+    on the reference file's ``target`` column (true labels) and ``score``
+    column (the positive class's probability; default ``prediction``, the
+    reference's prediction column, which holds the score when
+    ``prediction.field`` is ``score``), and stored with the profile. Both
+    columns are left out of the profile. Each evaluated window is then
+    estimated from the scores of its stored predictions; rows with ``score >=
+    threshold`` are predicted positive. ``calibration``: ``auto`` (isotonic
+    calibration when it lowers the reference's held-out calibration error),
+    ``isotonic`` or ``none``. Needs ``labels.enabled``: the service keeps
+    each prediction's score only in the predictions it stores for label
+    joins (see docs/service-internals.md).
+    """
+
+    target: str = Field(min_length=1)
+    score: str = Field("prediction", min_length=1)
+    threshold: FiniteFloat = 0.5
+    calibration: Literal["auto", "isotonic", "none"] = "auto"
+
+    @model_validator(mode="after")
+    def _distinct_columns(self) -> PerformanceEstimationSection:
+        if self.target == self.score:
+            raise ValueError(f"target and score must be different columns, both are {self.score!r}")
+        if self.target == "prediction":
+            raise ValueError(
+                "target must name the reference's true-label column, not its prediction column"
+            )
+        return self
+
+
 class ModelConfig(_Section):
     """One monitored model: its reference, prediction, windows, drift settings and retention."""
 
@@ -396,6 +571,45 @@ class ModelConfig(_Section):
     #: Compare each window with the merge of the previous N windows instead of the stored
     #: profile (which still gives the bins); None: always the profile.
     rolling_reference: int | None = Field(None, ge=1, le=1000)
+    data_quality: DataQualitySection = DataQualitySection()
+    performance_estimation: PerformanceEstimationSection | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _estimation_means_classification(cls, data: Any) -> Any:
+        # A model with performance_estimation is a classifier unless it says otherwise.
+        if isinstance(data, dict) and data.get("performance_estimation") is not None:
+            prediction = data.get("prediction")
+            if prediction is None:
+                return {**data, "prediction": {"task": "classification"}}
+            if isinstance(prediction, dict) and prediction.get("task") is None:
+                return {**data, "prediction": {**prediction, "task": "classification"}}
+        return data
+
+    @field_validator("performance_estimation")
+    @classmethod
+    def _estimation_fits_the_model(
+        cls, value: PerformanceEstimationSection | None, info: ValidationInfo
+    ) -> PerformanceEstimationSection | None:
+        if value is None:
+            return value
+        prediction = info.data.get("prediction")
+        labels = info.data.get("labels")
+        if prediction is not None and prediction.task != "classification":
+            raise ValueError(
+                "estimates a binary classifier's quality: set prediction.task: classification"
+            )
+        if prediction is not None and prediction.field == "label" and value.score == "prediction":
+            raise ValueError(
+                "score: the reference's prediction column holds labels (prediction.field: "
+                "label); name the reference column that holds the positive class's score"
+            )
+        if labels is not None and not labels.enabled:
+            raise ValueError(
+                "needs labels.enabled: true -- the scores of a window are read from the "
+                "predictions the service stores for label joins (labels may never arrive)"
+            )
+        return value
 
     @field_validator("reference")
     @classmethod
@@ -586,8 +800,8 @@ def _reject_secrets(file: Path, data: Mapping[str, Any]) -> None:
                     f"put it in an environment variable and give that variable's name in "
                     f"{_env_field_for(name)} (value not shown)"
                 )
-            # drift/columns sections are keyed by feature and method names, not settings.
-            if not (len(path) == 2 and path[0] == "models" and name in ("drift", "columns")):
+            # These sections are keyed by feature and method names, not settings.
+            if not (len(path) == 2 and path[0] == "models" and name in _FEATURE_KEYED):
                 walk(value, here)
 
     walk(data, ())

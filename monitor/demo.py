@@ -8,9 +8,14 @@ endpoint on 127.0.0.1. A producer thread publishes the model's predictions
 (event time runs 20x faster than the clock, so a one-minute window passes
 every three seconds) and, two windows later, the ground-truth labels for 80%
 of them. From window ``drift_from`` on, two features shift and the model gets
-worse. A live table shows each window as it is evaluated. The demo stops by
-itself when every window is evaluated (or after ``timeout_s``), or on Ctrl-C,
-and leaves nothing running.
+worse. A live table shows each window as it is evaluated: drift, data quality,
+the accuracy measured on the labels that have arrived, and the accuracy
+estimated without labels (CBPE, fitted on the reference's scores and
+outcomes). Before the drift the two agree; after it the estimate stays high
+while the measured accuracy falls -- the relation between score and outcome
+changed (concept drift), which no label-free estimate can see. The demo stops
+by itself when every window is evaluated (or after ``timeout_s``), or on
+Ctrl-C, and leaves nothing running.
 """
 
 from __future__ import annotations
@@ -37,7 +42,7 @@ from rich.progress import BarColumn, Progress, TextColumn
 from rich.table import Table
 
 from monitor.config import ServiceConfig
-from monitor.runtime import PREDICTION, build_profile
+from monitor.runtime import PREDICTION, build_reference
 from monitor.service import Service
 from monitor.store import Store
 
@@ -160,10 +165,13 @@ def demo_config(bootstrap: str, directory: Path, http_port: int) -> ServiceConfi
         "models": [
             {
                 "name": MODEL,
-                "prediction": {"field": "label"},
+                # The score is the probability of "default".
+                "prediction": {"field": "label", "positive_label": "default"},
                 "window": {"size": "1m", "allowed_lateness": "5s", "min_records": 50},
                 "retention": {"predictions": "1h"},
                 "labels": {"enabled": True, "max_delay": "10m"},
+                # CBPE, fitted on the reference's "score" and true "outcome".
+                "performance_estimation": {"target": "outcome", "score": "score"},
                 # 600-row windows: ignore chance findings below a 0.1 KS / TV distance,
                 # and call dataset drift when a third of the features move.
                 "drift": {"min_effect_size": 0.1, "drift_share": 0.3},
@@ -239,7 +247,9 @@ def windows_view(store: Store, plan: DemoPlan, sent: int, progress: Progress) ->
         "share",
         "drifted features",
         "prediction",
+        "data quality",
         "accuracy",
+        "est. accuracy",
         "labelled",
     ):
         table.add_column(header)
@@ -249,6 +259,11 @@ def windows_view(store: Store, plan: DemoPlan, sent: int, progress: Progress) ->
         drifted = ", ".join(r.feature for r in features if r.drift and r.feature != PREDICTION)
         details = dict(summary.details)
         quality = details.get("quality") or {}
+        estimate = details.get("estimated_performance") or {}
+        checks = details.get("data_quality") or {}
+        failed = sorted(
+            {f"{c['check']}:{c['feature']}" for c in checks.get("checks", ()) if not c["passed"]}
+        )
         table.add_row(
             f"#{index}" + (" *" if index >= plan.drift_from else ""),
             f"{summary.rows:,}",
@@ -258,7 +273,9 @@ def windows_view(store: Store, plan: DemoPlan, sent: int, progress: Progress) ->
             "-"
             if summary.prediction_drift is None
             else ("[red]DRIFT[/]" if summary.prediction_drift else "ok"),
+            "-" if not checks else ("[red]" + ", ".join(failed) + "[/]" if failed else "ok"),
             f"{quality['accuracy']:.1%}" if "accuracy" in quality else "-",
+            f"{estimate['accuracy']:.1%}" if estimate.get("accuracy") is not None else "-",
             f"{details.get('labelled', 0)}",
         )
     return Group(progress, table)
@@ -281,9 +298,11 @@ def run_demo(
         with embedded_broker() as bootstrap:
             config = demo_config(bootstrap, directory, http_port)
             store = Store.connect(config.database_url())
-            reference = model_rows(20_000, np.random.default_rng(plan.seed + 100), drift=False)
-            profile = build_profile(config.model(MODEL), reference.drop(columns=["score"]))
-            store.save_profile(MODEL, profile.to_bytes())
+            rng = np.random.default_rng(plan.seed + 100)
+            reference = model_rows(20_000, rng, drift=False)
+            reference["outcome"] = true_labels(reference, rng, drift=False)
+            # The profile leaves "score" and "outcome" out; the CBPE is fitted on them.
+            store.save_profile(MODEL, build_reference(config.model(MODEL), reference).to_bytes())
             service = Service(config)
             producer = threading.Thread(
                 target=produce, args=(bootstrap, plan, stop, sent), daemon=True

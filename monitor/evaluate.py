@@ -7,6 +7,31 @@ the predictions topic has checkpointed progress past the window's end plus
 the model's allowed lateness (idle partitions excepted, see
 :class:`monitor.windows.Watermarks`); because progress and partials are
 written in one transaction, a due window's partials are complete.
+
+What a window's summary ``details`` hold besides the drift results:
+
+* ``quality`` (measured metrics, ``{}`` without labels) and
+  ``quality_report`` (row counts, positive class, histogram bounds, per-class
+  figures) from the window's joined labels (:func:`monitor.quality.model_quality`),
+  for every window;
+* ``data_quality``: :func:`detectors.quality.data_quality` of the merged
+  sketch against the profile, with the model's ``data_quality`` thresholds,
+  as ``DataQualityReport.to_dict()``; only for windows with at least
+  ``min_records`` rows, like the drift tests (a handful of rows would fail
+  the ratio checks by chance);
+* ``estimated_performance``: the CBPE estimate (``PerformanceEstimate.to_dict()``
+  plus coverage) for models with ``performance_estimation``, again only for
+  windows with at least ``min_records`` rows. The estimator is the one stored
+  with the window's profile version; the scores are those of the window's
+  stored predictions (:meth:`monitor.store.Store.window_scores`), so the
+  estimate is exactly ``CBPE.estimate`` on those scores -- not an
+  approximation from the sketch's histogram of the prediction. ``coverage``
+  is the share of the window's records whose score was stored (records
+  without a ``request_id`` are not stored). When no estimate can be made it
+  holds ``{"error": "..."}``.
+
+A re-evaluation after late labels recomputes all of them (the same data
+quality and estimate, new quality).
 """
 
 from __future__ import annotations
@@ -17,13 +42,16 @@ import time
 from collections import Counter
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from detectors.drift import DriftReport, compare_sketches
 from detectors.profile import ReferenceProfile
+from detectors.quality import data_quality
 from detectors.sketch import WindowSketch
 from monitor.config import ServiceConfig
 from monitor.metrics import FeatureObservation, Metrics
-from monitor.runtime import ModelRuntime, sketch_from_bytes
+from monitor.quality import estimated_metrics, estimated_performance, model_quality
+from monitor.runtime import ModelRuntime, StoredReference, sketch_from_bytes
 from monitor.store import Store
 from monitor.store.rows import FeatureResultRow, WindowSummaryRow
 from monitor.windows import Watermarks
@@ -58,8 +86,9 @@ class Evaluator:
         self.metrics = metrics
         self.owner = owner
         self.clock = clock
-        self._profiles: dict[tuple[str, int], ReferenceProfile] = {
-            (name, r.profile_version): r.profile for name, r in self.runtimes.items()
+        self._references: dict[tuple[str, int], StoredReference] = {
+            (name, r.profile_version): StoredReference(r.profile, r.estimator)
+            for name, r in self.runtimes.items()
         }
         self._latest_end: dict[str, float] = {}
         self._latest_labelled_end: dict[str, float] = {}
@@ -174,12 +203,20 @@ class Evaluator:
         sketch, version, ignored = self._merged(runtime, start)
         rows = sketch.rows if sketch is not None else 0
         labelled, with_request = self.store.label_coverage(runtime.name, start, end)
+        stored = None if version is None else self._reference(runtime.name, version)
+        estimator = stored.estimator if stored is not None else runtime.estimator
+        quality = model_quality(
+            runtime.config.prediction,
+            self.store.joined(runtime.name, start, end),
+            estimator=estimator,
+        )
         details: dict[str, object] = {
             "profile_version": version,
             "rows_other_profiles": ignored,
             "labelled": labelled,
             "predictions_stored": with_request,
-            "quality": self._quality(runtime, start, end),
+            "quality": quality.metrics,
+            "quality_report": quality.report,
         }
         if sketch is None or version is None or rows < runtime.config.window.min_records:
             summary = WindowSummaryRow(
@@ -198,6 +235,9 @@ class Evaluator:
         profile = self._profile(runtime.name, version)
         reference = self._rolling_reference(runtime, start, version)
         details["reference"] = "profile" if reference is None else "rolling"
+        details["data_quality"] = self._data_quality(runtime, profile, sketch)
+        if runtime.config.performance_estimation is not None:
+            details["estimated_performance"] = self._estimate(runtime, version, start, end, rows)
         report = compare_sketches(
             profile, sketch, runtime.settings, prediction=runtime.prediction, reference=reference
         )
@@ -295,29 +335,46 @@ class Evaluator:
         return sketch_from_bytes(payload, lambda version: self._profile(model, version))
 
     def _profile(self, model: str, version: int) -> ReferenceProfile:
+        return self._reference(model, version).profile
+
+    def _reference(self, model: str, version: int) -> StoredReference:
+        """The stored reference (profile and estimator) of one profile version, cached."""
         key = (model, version)
-        if key not in self._profiles:
+        if key not in self._references:
             payload = self.store.profile(model, version)
             if payload is None:
                 raise LookupError(f"profile version {version} of model {model!r} is not stored")
-            self._profiles[key] = ReferenceProfile.from_bytes(payload)
-        return self._profiles[key]
+            self._references[key] = StoredReference.from_bytes(payload)
+        return self._references[key]
 
-    def _quality(self, runtime: ModelRuntime, start: float, end: float) -> dict[str, float]:
-        """Quality metrics of the window's labelled predictions (empty when none)."""
-        joined = self.store.joined(runtime.name, start, end)
-        if not joined:
-            return {}
-        if runtime.config.prediction.field == "label":
-            correct = sum(str(j.predicted_label) == j.label for j in joined)
-            return {"accuracy": correct / len(joined)}
-        errors = []
-        for j in joined:
-            try:
-                errors.append(abs(float(j.label) - float(j.score)))  # type: ignore[arg-type]
-            except (TypeError, ValueError):
-                continue
-        return {"mae": sum(errors) / len(errors)} if errors else {}
+    def _data_quality(
+        self, runtime: ModelRuntime, profile: ReferenceProfile, sketch: WindowSketch
+    ) -> dict[str, Any]:
+        """The data-quality report of the merged window, as JSON (an error if it cannot run)."""
+        try:
+            return data_quality(profile, sketch, runtime.data_quality).to_dict()
+        except ValueError as error:  # bounds naming a feature an older profile lacks, ...
+            log.warning("data quality of %s not checked: %s", runtime.name, error)
+            return {"error": str(error)}
+
+    def _estimate(
+        self, runtime: ModelRuntime, version: int, start: float, end: float, rows: int
+    ) -> dict[str, Any]:
+        """The CBPE estimate of the window from its stored scores (see the module docstring)."""
+        estimator = self._reference(runtime.name, version).estimator
+        if estimator is None:
+            return {
+                "error": f"reference profile version {version} was stored without a "
+                "performance estimator: store a new reference built with "
+                "performance_estimation configured"
+            }
+        scores = self.store.window_scores(runtime.name, start, end)
+        if not scores:
+            return {
+                "error": "no stored prediction of the window has a score (predictions are "
+                "stored with a request_id, and need prediction.score)"
+            }
+        return estimated_performance(estimator, scores, rows)
 
     def _observe(
         self, runtime: ModelRuntime, summary: WindowSummaryRow, report: DriftReport | None
@@ -352,6 +409,10 @@ class Evaluator:
             summary.rows,
             summary.window_end,
         )
+        # driftline_feature_missing_ratio is set by observe_window from the drift report's
+        # missing shares, which are the data-quality "missing" values of the same features.
+        estimate = summary.details.get("estimated_performance") or {}
+        m.observe_estimated_quality(runtime.name, estimated_metrics(estimate))
 
     def _observe_labels(self, runtime: ModelRuntime, summary: WindowSummaryRow) -> None:
         """Set quality and label coverage from ``summary`` if it is the newest labelled window."""
@@ -365,9 +426,7 @@ class Evaluator:
         self._latest_labelled_end[runtime.name] = summary.window_end
         m = self.metrics
         m.label_coverage_ratio.labels(model=runtime.name).set(labelled / total)
-        quality = details.get("quality") or {}
-        for metric, value in quality.items():
-            m.model_quality.labels(model=runtime.name, metric=metric).set(value)
+        m.observe_quality(runtime.name, details.get("quality") or {})
 
 
 def _finite(value: float) -> float | None:

@@ -47,7 +47,7 @@ from __future__ import annotations
 import contextlib
 import math
 import threading
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Literal, NamedTuple
 
@@ -241,6 +241,38 @@ class Metrics:
     def reset(self) -> None:
         """Forget which per-window series were set (the series themselves stay)."""
         self._window_series: dict[str, set[_Series]] = {}
+        self._metric_series: dict[tuple[str, str], set[str]] = {}
+
+    def observe_quality(self, model: str, values: Mapping[str, float | None]) -> None:
+        """Set ``driftline_model_quality{model, metric}`` to one window's measured quality.
+
+        ``values`` maps metric names to values; metrics ``model`` had before
+        and not now (or now None/NaN) lose their series, as in
+        :meth:`observe_window`.
+        """
+        self._replace_metrics("model_quality", model, values)
+
+    def observe_estimated_quality(self, model: str, values: Mapping[str, float | None]) -> None:
+        """Set ``driftline_model_quality_estimated{model, metric}``, as :meth:`observe_quality`."""
+        self._replace_metrics("model_quality_estimated", model, values)
+
+    def _replace_metrics(
+        self, attribute: str, model: str, values: Mapping[str, float | None]
+    ) -> None:
+        gauge: Gauge = getattr(self, attribute)
+        known = {
+            metric: float(value)
+            for metric, value in values.items()
+            if value is not None and not math.isnan(value)
+        }
+        key = (attribute, model)
+        with self._lock:
+            for metric in self._metric_series.get(key, set()) - known.keys():
+                with contextlib.suppress(KeyError):
+                    gauge.remove(model, metric)
+            for metric, value in known.items():
+                gauge.labels(model, metric).set(value)
+            self._metric_series[key] = set(known)
 
     def observe_window(
         self,

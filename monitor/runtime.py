@@ -4,10 +4,20 @@ A :class:`ModelRuntime` ties a model's config to the reference profile its
 windows are sketched on. The profile holds the model's features and, under
 the reserved name :data:`PREDICTION`, its prediction (score or label), so
 prediction drift is computed like feature drift.
+
+A stored reference (:class:`StoredReference`) is the profile and, for a model
+with ``performance_estimation``, the :class:`~detectors.performance.CBPE`
+fitted on the reference's target and score. Both travel in the one JSON
+payload of the profile store row: the profile's own keys plus the sibling key
+:data:`ESTIMATOR_KEY`. ``ReferenceProfile.from_dict`` reads only its own keys,
+so older code still reads new rows, and rows stored before this key existed
+read as a reference without an estimator.
 """
 
 from __future__ import annotations
 
+import json
+import logging
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -20,7 +30,10 @@ import pandas as pd
 
 from detectors._arrays import canonical_label
 from detectors.drift import DriftSettings
+from detectors.kinds import ColumnKind
+from detectors.performance import CBPE
 from detectors.profile import ReferenceProfile
+from detectors.quality import DataQualityThresholds
 from detectors.sketch import (
     CategoricalSketch,
     CategoricalSpec,
@@ -33,30 +46,51 @@ from monitor.config import ModelConfig
 from monitor.records import PredictionRecord
 from monitor.windows import WindowSpec
 
+log = logging.getLogger(__name__)
+
 #: Name of the prediction column in reference files and profiles (not usable as a feature name).
 PREDICTION = "prediction"
+#: Key of the fitted performance estimator beside the profile's keys in a stored reference.
+ESTIMATOR_KEY = "performance_estimation"
 
 
 @dataclass(frozen=True, slots=True)
 class ModelRuntime:
     """A model's config, its reference profile (and version) and derived settings.
 
-    ``window`` and ``settings`` are derived once here: the hot path reads the
-    window for every record.
+    ``window``, ``settings`` and ``data_quality`` are derived once here: the
+    hot path reads the window for every record. ``estimator`` is the
+    performance estimator stored with the profile (None without one).
+    Raises ``ValueError`` if ``data_quality.bounds`` names something that is
+    not a numeric feature of the profile.
     """
 
     config: ModelConfig
     profile: ReferenceProfile
     profile_version: int
+    estimator: CBPE | None = None
     window: WindowSpec = field(init=False)
     settings: DriftSettings = field(init=False)
     feature_names: tuple[str, ...] = field(init=False)
+    data_quality: DataQualityThresholds = field(init=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "window", self.config.window.spec)
         object.__setattr__(self, "settings", self.config.drift.settings())
         names = tuple(n for n in self.profile.specs if n != PREDICTION)
         object.__setattr__(self, "feature_names", names)
+        object.__setattr__(self, "data_quality", self.config.data_quality.thresholds())
+        for name in self.config.data_quality.bounds:
+            spec = self.profile.specs.get(name)
+            if spec is None or spec.kind is not ColumnKind.NUMERIC:
+                numeric = sorted(
+                    n for n, s in self.profile.specs.items() if s.kind is ColumnKind.NUMERIC
+                )
+                raise ValueError(
+                    f"model {self.name!r}: data_quality.bounds names {name!r}, which is not a "
+                    f"numeric column of reference profile version {self.profile_version} "
+                    f"(numeric: {', '.join(numeric) or 'none'})"
+                )
 
     @property
     def name(self) -> str:
@@ -74,18 +108,105 @@ def build_profile(config: ModelConfig, frame: pd.DataFrame) -> ReferenceProfile:
 
     The prediction column, if the frame has one named :data:`PREDICTION`, is
     profiled with the kind the config gives the prediction; ignored columns
-    are left out.
+    are left out, and so are ``performance_estimation``'s target column and
+    its score column (unless that is the prediction column): they are not
+    features, and the records do not carry them.
     """
     kinds: dict[str, Any] = {k: v for k, v in config.columns.kinds.items() if k in frame.columns}
     if PREDICTION in frame.columns:
         kinds[PREDICTION] = config.prediction.kind
-    columns = [c for c in frame.columns if c not in set(config.columns.ignore)]
+    left_out = set(config.columns.ignore)
+    estimation = config.performance_estimation
+    if estimation is not None:
+        left_out |= {estimation.target, estimation.score} - {PREDICTION}
+    columns = [c for c in frame.columns if c not in left_out]
     return ReferenceProfile.from_frame(
         frame[columns],
         kinds,
         bins=config.drift.bins,
         max_categories=config.drift.max_categories,
     )
+
+
+@dataclass(frozen=True, slots=True)
+class StoredReference:
+    """What a profile store row holds: the profile and the optional fitted estimator."""
+
+    profile: ReferenceProfile
+    estimator: CBPE | None = None
+
+    def to_bytes(self) -> bytes:
+        """Serialise as the profile's JSON with the estimator under :data:`ESTIMATOR_KEY`."""
+        if self.estimator is None:
+            return self.profile.to_bytes()
+        data = {**self.profile.to_dict(), ESTIMATOR_KEY: self.estimator.to_dict()}
+        return json.dumps(data, separators=(",", ":")).encode()
+
+    @classmethod
+    def from_bytes(cls, payload: bytes) -> StoredReference:
+        """Read :meth:`to_bytes` output, or a bare profile stored before estimators existed."""
+        data = json.loads(payload)
+        estimator = data.get(ESTIMATOR_KEY)
+        return cls(
+            profile=ReferenceProfile.from_dict(data),
+            estimator=None if estimator is None else CBPE.from_dict(estimator),
+        )
+
+
+def build_reference(config: ModelConfig, frame: pd.DataFrame) -> StoredReference:
+    """Return the profile of ``frame`` and, with ``performance_estimation``, its fitted CBPE.
+
+    Raises ``ValueError`` (one sentence naming the column or setting) when the
+    estimator cannot be fitted: a missing column, no usable rows, labels of a
+    single class, or a positive class that cannot be inferred.
+    """
+    return StoredReference(build_profile(config, frame), fit_estimator(config, frame))
+
+
+def fit_estimator(config: ModelConfig, frame: pd.DataFrame) -> CBPE | None:
+    """Return the CBPE of ``config.performance_estimation`` fitted on ``frame`` (None if unset).
+
+    Rows without a target or without a finite score are left out of the fit.
+    The positive class is ``prediction.positive_label``, or inferred from the
+    target's labels as scikit-learn does (1 for {0, 1} and {-1, 1}, true for
+    {false, true}).
+    """
+    estimation = config.performance_estimation
+    if estimation is None:
+        return None
+    for role, column in (("target", estimation.target), ("score", estimation.score)):
+        if column not in frame.columns:
+            raise ValueError(
+                f"the reference has no column {column!r} (performance_estimation.{role} of "
+                f"model {config.name!r})"
+            )
+    target = frame[estimation.target]
+    score = pd.to_numeric(frame[estimation.score], errors="coerce").astype(np.float64)
+    usable = target.notna().to_numpy() & np.isfinite(score.to_numpy())
+    if not usable.any():
+        raise ValueError(
+            f"the reference has no row with both a target ({estimation.target!r}) and a "
+            f"finite score ({estimation.score!r}) to fit performance_estimation on"
+        )
+    if not usable.all():
+        log.warning(
+            "model %s: %d reference rows without a target or a finite score are left out of "
+            "the performance estimator",
+            config.name,
+            int((~usable).sum()),
+        )
+    try:
+        return CBPE.fit(
+            target[usable].map(canonical_label),
+            score[usable].to_numpy(),
+            config.prediction.positive,
+            threshold=estimation.threshold,
+            calibration=estimation.calibration,
+        )
+    except ValueError as error:
+        raise ValueError(
+            f"cannot fit performance_estimation of model {config.name!r} on the reference: {error}"
+        ) from error
 
 
 def sketch_records(

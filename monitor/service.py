@@ -17,13 +17,12 @@ from collections.abc import Callable
 from apscheduler.schedulers.background import BackgroundScheduler
 from prometheus_client import CollectorRegistry
 
-from detectors.profile import ReferenceProfile
 from monitor.api import ApiServer, create_app, serve
 from monitor.config import ModelConfig, ServiceConfig
 from monitor.evaluate import Evaluator
 from monitor.ingest import Ingestor
 from monitor.metrics import Metrics
-from monitor.runtime import ModelRuntime, build_profile
+from monitor.runtime import ModelRuntime, StoredReference, build_reference
 from monitor.store import Store
 from monitor.tables import read_table
 
@@ -38,8 +37,11 @@ def load_runtimes(config: ServiceConfig, store: Store) -> dict[str, ModelRuntime
     """Return every configured model's runtime, with its latest stored reference profile.
 
     A model without a stored profile gets one built from its configured
-    ``reference`` file (and stored as version 1); a model with neither cannot
-    be monitored and is an error naming the model and the two ways to fix it.
+    ``reference`` file (and stored as version 1, with its performance
+    estimator when the model has ``performance_estimation``); a model with
+    neither cannot be monitored and is an error naming the model and the two
+    ways to fix it. A stored profile that does not fit the config (data-quality
+    bounds on a column it lacks) is an error too.
     """
     runtimes = {}
     for model in config.models:
@@ -47,7 +49,21 @@ def load_runtimes(config: ServiceConfig, store: Store) -> dict[str, ModelRuntime
         if stored is None:
             stored = _profile_from_file(model, store)
         version, payload = stored
-        runtimes[model.name] = ModelRuntime(model, ReferenceProfile.from_bytes(payload), version)
+        reference = StoredReference.from_bytes(payload)
+        if model.performance_estimation is not None and reference.estimator is None:
+            log.warning(
+                "model %s: reference profile version %d has no performance estimator; "
+                "windows get no estimated performance until a reference is stored with "
+                "performance_estimation configured",
+                model.name,
+                version,
+            )
+        try:
+            runtimes[model.name] = ModelRuntime(
+                model, reference.profile, version, estimator=reference.estimator
+            )
+        except ValueError as error:
+            raise ServiceError(str(error)) from error
     return runtimes
 
 
@@ -57,7 +73,11 @@ def _profile_from_file(model: ModelConfig, store: Store) -> tuple[int, bytes]:
             f"model {model.name!r} has no reference profile: set models[].reference in the "
             f"config or run `driftline reference build --model {model.name} --file TRAIN`"
         )
-    payload = build_profile(model, read_table(model.reference, "reference")).to_bytes()
+    try:
+        reference = build_reference(model, read_table(model.reference, "reference"))
+    except ValueError as error:  # InputError, or an estimator that cannot be fitted
+        raise ServiceError(str(error)) from error
+    payload = reference.to_bytes()
     return store.save_profile(model.name, payload), payload
 
 

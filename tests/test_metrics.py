@@ -216,3 +216,32 @@ def test_render_is_the_text_exposition(metrics: Metrics, registry: CollectorRegi
     text = render(registry).decode()
     assert 'driftline_consumer_lag_records{partition="3",topic="predictions"} 17.0' in text
     assert CONTENT_TYPE.startswith("text/plain")
+
+
+def test_observe_quality_replaces_the_models_quality_series(
+    metrics: Metrics, registry: CollectorRegistry
+) -> None:
+    def quality(metric: str, model: str = MODEL) -> float | None:
+        labels = {"model": model, "metric": metric}
+        return registry.get_sample_value("driftline_model_quality", labels)
+
+    metrics.observe_quality(MODEL, {"accuracy": 0.9, "roc_auc": 0.8})
+    metrics.observe_quality("other", {"accuracy": 0.5})
+    assert (quality("accuracy"), quality("roc_auc")) == (0.9, 0.8)
+    # The next window has no ROC AUC (one class only): its series goes, not a stale value.
+    metrics.observe_quality(MODEL, {"accuracy": 0.7, "roc_auc": None, "f1": math.nan})
+    assert (quality("accuracy"), quality("roc_auc"), quality("f1")) == (0.7, None, None)
+    assert quality("accuracy", "other") == 0.5
+
+
+def test_observe_estimated_quality_is_separate_from_measured(
+    metrics: Metrics, registry: CollectorRegistry
+) -> None:
+    metrics.observe_quality(MODEL, {"accuracy": 0.9})
+    metrics.observe_estimated_quality(MODEL, {"accuracy": 0.85, "f1": 0.7, "roc_auc": 0.8})
+    metrics.observe_estimated_quality(MODEL, {"accuracy": 0.8})
+    labels = {"model": MODEL, "metric": "accuracy"}
+    assert registry.get_sample_value("driftline_model_quality", labels) == 0.9
+    assert registry.get_sample_value("driftline_model_quality_estimated", labels) == 0.8
+    f1 = {"model": MODEL, "metric": "f1"}
+    assert registry.get_sample_value("driftline_model_quality_estimated", f1) is None

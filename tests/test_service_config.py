@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import math
 import textwrap
 from pathlib import Path
 
 import pytest
 
 from detectors.kinds import ColumnKind
+from detectors.quality import DataQualityThresholds
 from monitor.config import ServiceConfig
 from monitor.drift_config import ConfigError, DriftSection
 from monitor.windows import WindowSpec
@@ -528,3 +530,147 @@ def test_a_database_url_env_not_holding_a_url_is_not_echoed(
     with pytest.raises(ConfigError, match="DB_URL does not hold a URL") as caught:
         config.database_url()
     assert SECRET not in str(caught.value)
+
+
+# --- quality: prediction task, data quality, performance estimation -------------------------
+
+
+def test_quality_sections_default_to_the_library_defaults(tmp_path: Path) -> None:
+    model = ServiceConfig.load(write(tmp_path, MINIMAL)).model("credit-risk")
+    assert model.data_quality.thresholds() == DataQualityThresholds()
+    assert model.performance_estimation is None
+    assert (model.prediction.task, model.prediction.positive_label) == ("regression", None)
+
+
+def test_the_task_is_inferred_unless_given(tmp_path: Path) -> None:
+    config = ServiceConfig.load(
+        write(
+            tmp_path,
+            """\
+            models:
+              - {name: a, prediction: {field: label}}
+              - {name: b, prediction: {field: score}}
+              - {name: c, prediction: {field: score, positive_label: 1}}
+              - {name: d, prediction: {field: score, task: classification}}
+              - name: e
+                labels: {enabled: true}
+                performance_estimation: {target: y}
+            """,
+        )
+    )
+    tasks = [m.prediction.task for m in config.models]
+    assert tasks == ["classification", "regression"] + ["classification"] * 3
+    assert config.model("c").prediction.positive == "1"
+
+
+def test_quality_sections_are_read(tmp_path: Path) -> None:
+    model = ServiceConfig.load(
+        write(
+            tmp_path,
+            """\
+            models:
+              - name: credit
+                prediction: {field: label, positive_label: true}
+                labels: {enabled: true}
+                data_quality:
+                  missing: 0.1
+                  out_of_range: off
+                  unseen_category: null
+                  constant: false
+                  absent_features: 2
+                  bounds: {amount: [0, .inf], token_count: [0, 10]}
+                performance_estimation:
+                  target: defaulted
+                  score: p_default
+                  threshold: 0.65
+                  calibration: none
+            """,
+        )
+    ).model("credit")
+    assert model.data_quality.thresholds() == DataQualityThresholds(
+        missing=0.1,
+        out_of_range=math.inf,
+        unseen_category=math.inf,
+        constant=False,
+        absent_features=2,
+        bounds={"amount": (0.0, math.inf), "token_count": (0.0, 10.0)},
+    )
+    estimation = model.performance_estimation
+    assert estimation is not None
+    assert (estimation.target, estimation.score) == ("defaulted", "p_default")
+    assert (estimation.threshold, estimation.calibration) == (0.65, "none")
+    assert model.prediction.positive == "true"
+
+
+def test_the_demo_config_estimates_performance() -> None:
+    model = ServiceConfig.load(CONFIG_DIR / "service-demo.yaml").model("credit-risk")
+    assert model.prediction.task == "classification"
+    assert model.prediction.positive == "default"
+    assert model.performance_estimation is not None
+    assert model.performance_estimation.score == "prediction"
+
+
+QUALITY_MODEL = "models:\n  - name: m\n    labels: {enabled: true}\n"
+
+
+@pytest.mark.parametrize(
+    ("section", "field", "expected"),
+    [
+        ("data_quality: {missing: -0.1}", "data_quality.missing", "greater than or equal to 0"),
+        ("data_quality: {out_of_range: lots}", "data_quality.out_of_range", "valid number"),
+        ("data_quality: {constant: maybe}", "data_quality.constant", "valid boolean"),
+        ("data_quality: {bounds: {amount: [5, 1]}}", "data_quality.bounds", "low <= high"),
+        ("data_quality: {bounds: {amount: [1]}}", "data_quality.bounds.amount.1", "required"),
+        ("data_quality: {missing: true}", "data_quality.missing", "off / false / null"),
+        ("data_quality: {missng: 0.1}", "data_quality.missng", "Extra inputs"),
+        ("performance_estimation: {score: s}", "performance_estimation.target", "Field required"),
+        (
+            "performance_estimation: {target: y, threshold: .nan}",
+            "performance_estimation.threshold",
+            "finite number",
+        ),
+        (
+            "performance_estimation: {target: y, calibration: platt}",
+            "performance_estimation.calibration",
+            "'auto', 'isotonic' or 'none'",
+        ),
+        (
+            "performance_estimation: {target: s, score: s}",
+            "performance_estimation",
+            "target and score must be different columns",
+        ),
+        (
+            "performance_estimation: {target: y}\n    prediction: {task: regression}",
+            "performance_estimation",
+            "set prediction.task: classification",
+        ),
+        (
+            "performance_estimation: {target: y}\n    prediction: {field: label}",
+            "performance_estimation",
+            "name the reference column that holds the positive class's score",
+        ),
+        (
+            "prediction: {positive_label: 0.5}",
+            "prediction.positive_label",
+            "a string, an integer or a boolean",
+        ),
+        (
+            "prediction: {task: regression, positive_label: yes}",
+            "prediction",
+            "a regression model has no positive class",
+        ),
+    ],
+    ids=lambda value: value if " " not in value else None,
+)
+def test_quality_errors_name_the_field(
+    tmp_path: Path, section: str, field: str, expected: str
+) -> None:
+    message = load_error(tmp_path, QUALITY_MODEL + "    " + section + "\n")
+    assert f": models.0.{field}: " in message
+    assert expected in message
+
+
+def test_performance_estimation_needs_stored_predictions(tmp_path: Path) -> None:
+    message = load_error(tmp_path, "models:\n  - {name: m, performance_estimation: {target: y}}\n")
+    assert ": models.0.performance_estimation: " in message
+    assert "needs labels.enabled: true" in message

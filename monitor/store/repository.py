@@ -496,6 +496,20 @@ class Store:
             )
             return [JoinedPrediction(row.label, row.score, row.true_label) for row in rows]
 
+    def window_scores(self, model: str, window_start: float, window_end: float) -> list[float]:
+        """Return the scores of the window's stored predictions, labelled or not.
+
+        The window's predictions as in :meth:`joined`; those stored without a
+        score are left out. Ordered by event time and request id.
+        """
+        with self.engine.connect() as connection:
+            rows = connection.execute(
+                select(Prediction.score)
+                .where(*_in_window(model, window_start, window_end), Prediction.score.is_not(None))
+                .order_by(Prediction.event_time, Prediction.request_id)
+            )
+            return [float(row.score) for row in rows]
+
     def labelled_counts(self, model: str, since_event_time: float) -> dict[float, int]:
         """Return ``{prediction window_start: labelled predictions}`` of recent predictions.
 
