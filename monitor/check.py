@@ -28,6 +28,7 @@ from detectors.drift import (
 from detectors.kinds import check_compatible, infer_kinds
 from detectors.profile import ReferenceProfile
 from detectors.quality import DataQualityReport, data_quality
+from monitor.check_attribution import CheckAttribution, check_attribution
 from monitor.check_quality import CheckQuality, check_quality, positive_f1
 from monitor.drift_config import CheckConfig
 from monitor.tables import InputError, read_table
@@ -45,6 +46,15 @@ class CheckResult:
     target: str | None
     data_quality: DataQualityReport
     quality: CheckQuality | None = None
+    attribution: CheckAttribution | None = None
+
+    def ordered_features(self) -> tuple[FeatureDrift, ...]:
+        """The features in output order: by drift impact with ``--model``, else by severity."""
+        by_severity = self.report.by_severity()
+        if self.attribution is None:
+            return by_severity
+        rank = {d.name: i for i, d in enumerate(self.attribution.ranking)}
+        return tuple(sorted(by_severity, key=lambda f: rank.get(f.name, len(rank))))
 
     def to_dict(self) -> dict[str, Any]:
         """Return the JSON object printed by ``--format json``.
@@ -60,6 +70,15 @@ class CheckResult:
         payload["quality"] = None if self.quality is None else self.quality.quality_dict()
         payload["estimated_performance"] = (
             None if self.quality is None else self.quality.estimated_dict()
+        )
+        if self.attribution is not None:
+            by_name = {f["name"]: f for f in payload["features"]}
+            payload["features"] = [by_name[f.name] for f in self.ordered_features()]
+        payload["attribution"] = (
+            None if self.attribution is None else self.attribution.attribution_dict()
+        )
+        payload["drift_impact"] = (
+            None if self.attribution is None else self.attribution.ranking_list()
         )
         return payload
 
@@ -77,6 +96,7 @@ def run_check(
     *,
     target: str | None = None,
     prediction: str | None = None,
+    model: str | Path | None = None,
     exact: bool = False,
 ) -> CheckResult:
     """Read both files, validate them against each other and compare them.
@@ -87,7 +107,7 @@ def run_check(
     reference = read_table(reference_path, "reference")
     current = read_table(current_path, "current")
     return check_frames(
-        reference, current, config, target=target, prediction=prediction, exact=exact
+        reference, current, config, target=target, prediction=prediction, model=model, exact=exact
     )
 
 
@@ -98,6 +118,7 @@ def check_frames(
     *,
     target: str | None = None,
     prediction: str | None = None,
+    model: str | Path | None = None,
     exact: bool = False,
 ) -> CheckResult:
     """Like :func:`run_check`, on data frames already in memory."""
@@ -144,12 +165,19 @@ def check_frames(
         quality = check_quality(
             reference, current, target=target, prediction=prediction, settings=config.quality
         )
+    attribution = None
+    if model is not None:
+        not_inputs = tuple(c for c in (target, prediction) if c is not None)
+        attribution = check_attribution(
+            reference, current, model, report, config.attribution, exclude=not_inputs
+        )
     return CheckResult(
         report=report,
         missing_columns=missing,
         target=target,
         data_quality=data_quality(profile, sketch, current_columns=current_columns),
         quality=quality,
+        attribution=attribution,
     )
 
 
@@ -190,7 +218,8 @@ def _row(f: FeatureDrift) -> list[str]:
 def render_table(result: CheckResult, console: Console) -> None:
     """Print the report as a table, most severe drift first, with a one-line verdict."""
     report = result.report
-    table = Table(title="Feature drift (most severe first)", title_justify="left")
+    order = "by drift impact" if result.attribution is not None else "most severe first"
+    table = Table(title=f"Feature drift ({order})", title_justify="left")
     for header, justify, no_wrap in (
         ("feature", "left", True),
         ("kind", "left", False),
@@ -203,8 +232,15 @@ def render_table(result: CheckResult, console: Console) -> None:
         ("drift", "left", True),
     ):
         table.add_column(header, justify=justify, no_wrap=no_wrap)  # type: ignore[arg-type]
-    for feature in report.by_severity():
-        table.add_row(*_row(feature))
+    impact = {} if result.attribution is None else {d.name: d for d in result.attribution.ranking}
+    if impact:
+        table.add_column("impact", justify="right", no_wrap=True)
+    for feature in result.ordered_features():
+        cells = _row(feature)
+        if impact:
+            known = impact.get(feature.name)
+            cells.append(_number(known.impact if known else None, 3))
+        table.add_row(*cells)
     console.print(table)
     if report.prediction is not None:
         p = report.prediction
@@ -236,6 +272,8 @@ def render_table(result: CheckResult, console: Console) -> None:
         )
     else:
         console.print("[green]Data quality: every check passed[/]")
+    if result.attribution is not None:
+        console.print(attribution_table(result.attribution))
     if result.quality is not None:
         console.print(quality_table(result.quality))
         for note in result.quality.notes:
@@ -284,3 +322,27 @@ def _metric(metrics: dict[str, Any] | None, name: str, positive: str | None) -> 
         return positive_f1(metrics, positive)
     value = metrics.get(name)
     return None if value is None else float(value)
+
+
+def attribution_table(attribution: CheckAttribution) -> Table:
+    """Return the SHAP attribution table: mean |SHAP| per feature on each side, drifted first."""
+    report = attribution.report
+    title = (
+        f"Attribution drift ({attribution.explainer} explainer, "
+        f"{attribution.explained_reference:,} / {attribution.explained_current:,} rows explained; "
+        f"importance shares moved {_number(report.share_distance, 3)})"
+    )
+    table = Table(title=title, title_justify="left")
+    for header in ("feature", "mean |SHAP| ref", "mean |SHAP| cur", "change", "p-value", "drift"):
+        table.add_column(header, justify="left" if header == "feature" else "right")
+    for f in report.by_change():
+        verdict = "[bold red]DRIFT[/]" if f.drift else ("ok" if f.status == "ok" else f.status)
+        table.add_row(
+            f.name,
+            _number(f.reference_mean_abs),
+            _number(f.current_mean_abs),
+            f"{f.relative_change:+.1%}" if math.isfinite(f.relative_change) else "-",
+            _number(f.p_value),
+            verdict,
+        )
+    return table

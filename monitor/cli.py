@@ -33,6 +33,12 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("--config", metavar="FILE", help="YAML config (drift and columns sections)")
     check.add_argument("--target", metavar="COL", help="ground-truth column (not a feature)")
     check.add_argument("--prediction", metavar="COL", help="model output column: prediction drift")
+    check.add_argument(
+        "--model",
+        metavar="PATH",
+        help="joblib-saved model: SHAP attribution drift, features ordered by drift impact "
+        "(loading a pickle runs its code: trusted files only)",
+    )
     check.add_argument("--format", choices=("table", "json"), default="table")
     check.add_argument("--output", metavar="FILE", help="write the report here instead of stdout")
     check.add_argument(
@@ -122,6 +128,7 @@ def _check(args: argparse.Namespace) -> int:
         config,
         target=args.target,
         prediction=args.prediction,
+        model=args.model,
         exact=args.exact,
     )
     if args.format == "json":

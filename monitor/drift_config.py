@@ -122,6 +122,25 @@ class QualitySection(BaseModel):
         return value
 
 
+class AttributionSection(BaseModel):
+    """How ``check --model`` compares SHAP attributions (see ``monitor.check_attribution``).
+
+    ``max_rows`` rows of each file (a seeded sample) are explained; a feature's
+    attribution drifts when its mean |SHAP| changed by at least ``threshold``
+    (relative) and, unless ``alpha`` is null, a Welch-type test rejects at
+    ``alpha``; ``share_threshold`` (null: off) applies to the total variation
+    distance between the two normalised importance vectors.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    max_rows: int = Field(2000, ge=10)
+    seed: int = 0
+    threshold: float = Field(0.25, gt=0)
+    alpha: float | None = Field(0.05, gt=0, lt=1)
+    share_threshold: float | None = Field(0.1, gt=0, le=1)
+
+
 class CheckConfig(BaseModel):
     """The sections of a config file that ``driftline check`` uses; other sections are ignored."""
 
@@ -130,6 +149,7 @@ class CheckConfig(BaseModel):
     drift: DriftSection = DriftSection()
     columns: ColumnsSection = ColumnsSection()
     quality: QualitySection = QualitySection()
+    attribution: AttributionSection = AttributionSection()
 
 
 def load_check_config(path: str | Path | None) -> CheckConfig:
