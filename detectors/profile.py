@@ -4,7 +4,9 @@ A profile is built once from the reference (usually the training set), stored
 by the service per model and version, and every window is sketched on its bins
 and compared with it. It is the only thing about the reference that the
 service keeps: its size is bounded by ``bins`` and ``max_categories`` per
-feature, whatever the reference's row count.
+feature, whatever the reference's row count. With ``sample=True`` it also keeps
+a bounded sample of the reference's rows (``sample_size`` of them) for the
+multivariate methods of :mod:`detectors.multivariate`.
 """
 
 from __future__ import annotations
@@ -21,6 +23,12 @@ import pandas as pd
 from detectors._arrays import FloatArray, label_counts, numeric_values
 from detectors.errors import InvalidParameterError
 from detectors.kinds import DEFAULT_MAX_INTEGER_LEVELS, ColumnKind, infer_kinds
+from detectors.sample import (
+    DEFAULT_REFERENCE_SAMPLE_SIZE,
+    DEFAULT_SAMPLE_SIZE,
+    Ids,
+    RowSample,
+)
 from detectors.sketch import (
     CategoricalSketch,
     CategoricalSpec,
@@ -33,6 +41,7 @@ from detectors.sketch import (
     spec_from_dict,
 )
 
+#: The reference's row sample lives in its sketch (sketch format 2), so this format is unchanged.
 PROFILE_FORMAT_VERSION = 1
 #: Default number of quantile bins per numeric feature (a multiple of :data:`COARSE_BINS`).
 DEFAULT_BINS = 1000
@@ -110,6 +119,9 @@ class ReferenceProfile:
         max_categories: int = DEFAULT_MAX_CATEGORIES,
         max_integer_levels: int = DEFAULT_MAX_INTEGER_LEVELS,
         threads: int = 1,
+        sample: bool = False,
+        sample_size: int = DEFAULT_REFERENCE_SAMPLE_SIZE,
+        keys: Ids | None = None,
     ) -> ReferenceProfile:
         """Return the profile of ``frame``.
 
@@ -118,6 +130,9 @@ class ReferenceProfile:
         must be a positive multiple of 10. ``threads`` > 1 processes columns in
         parallel (numpy releases the GIL while sorting); the default, 1, is
         fastest when other work shares the cores, as in the service.
+        ``sample=True`` also keeps a sample of ``sample_size`` reference rows
+        (:attr:`sample`), keyed by ``keys`` (one id per row) or by default by
+        :func:`~detectors.sample.row_keys`.
         """
         if bins < COARSE_BINS or bins % COARSE_BINS:
             raise InvalidParameterError("bins", f"a positive multiple of {COARSE_BINS}", bins)
@@ -151,13 +166,29 @@ class ReferenceProfile:
         ]
         specs = {name: spec for name, spec, _ in built}
         sketches = {name: sketch for name, _, sketch in built}
-        return cls(specs=specs, reference=WindowSketch(rows=len(frame), features=sketches))
+        rows = (
+            RowSample.from_frame(selected, specs, size=sample_size, keys=keys) if sample else None
+        )
+        reference = WindowSketch(rows=len(frame), features=sketches, sample=rows)
+        return cls(specs=specs, reference=reference)
 
-    def sketch(self, frame: pd.DataFrame, *, threads: int = 1) -> WindowSketch:
+    def sketch(
+        self,
+        frame: pd.DataFrame,
+        *,
+        threads: int = 1,
+        sample: bool = False,
+        sample_size: int = DEFAULT_SAMPLE_SIZE,
+        keys: Ids | None = None,
+    ) -> WindowSketch:
         """Return the sketch of ``frame`` on this profile's bins.
 
         Every profiled column must be present in ``frame`` (extra columns are
-        ignored); see :meth:`missing_columns`.
+        ignored); see :meth:`missing_columns`. ``sample=True`` also keeps a
+        sample of ``sample_size`` rows, keyed by ``keys`` (one id per row, such
+        as request ids) or by default by :func:`~detectors.sample.row_keys`;
+        it is off by default because hashing every row costs about as much as
+        the sketch itself.
         """
         if not all(isinstance(c, str) for c in frame.columns):
             frame = frame.rename(columns=str)
@@ -169,11 +200,24 @@ class ReferenceProfile:
         built = _map_columns(
             lambda name: self.specs[name].sketch(_column(frame, name)), names, threads, numeric
         )
-        return WindowSketch(rows=len(frame), features=dict(zip(names, built, strict=True)))
+        rows = (
+            RowSample.from_frame(frame, self.specs, size=sample_size, keys=keys) if sample else None
+        )
+        return WindowSketch(
+            rows=len(frame), features=dict(zip(names, built, strict=True)), sample=rows
+        )
 
-    def empty_sketch(self) -> WindowSketch:
+    def empty_sketch(
+        self, *, sample: bool = False, sample_size: int = DEFAULT_SAMPLE_SIZE
+    ) -> WindowSketch:
         """Return the sketch of zero rows (the identity of :meth:`WindowSketch.merge`)."""
-        return self.sketch(pd.DataFrame({name: pd.Series([], dtype=object) for name in self.specs}))
+        empty = pd.DataFrame({name: pd.Series([], dtype=object) for name in self.specs})
+        return self.sketch(empty, sample=sample, sample_size=sample_size)
+
+    @property
+    def sample(self) -> RowSample | None:
+        """The sample of the reference's rows (``None`` unless built with ``sample=True``)."""
+        return self.reference.sample
 
     def missing_columns(self, columns: Iterable[object]) -> list[str]:
         """Return the profiled feature names that are not among ``columns``."""

@@ -19,6 +19,11 @@ Numeric bins are ``(-inf, e0], (e0, e1], ..., (e_last, +inf)`` on the edges
 ``e`` of the :class:`NumericSpec`. The first and last bins are the underflow
 and overflow bins; their sums are kept so that Wasserstein distances stay
 exact outside the reference's range.
+
+A :class:`WindowSketch` may also carry a bounded sample of whole rows
+(:class:`~detectors.sample.RowSample`, for the multivariate methods). It is
+optional: sketches without one (and payloads of format version 1, written
+before samples existed) are read and merged as before.
 """
 
 from __future__ import annotations
@@ -30,13 +35,21 @@ from typing import Any, ClassVar, TypeAlias
 import numpy as np
 import pandas as pd
 
-from detectors._arrays import FloatArray, IntArray, label_counts, numeric_values
+from detectors._arrays import (
+    FloatArray,
+    IntArray,
+    canonical_label,
+    label_counts,
+    numeric_values,
+)
 from detectors.errors import IncompatibleSketchError, StateVersionError
 from detectors.kinds import ColumnKind
+from detectors.sample import RowSample
 
 #: How many of the most frequent categories outside the reference a sketch keeps by name.
 TOP_UNSEEN = 32
-SKETCH_FORMAT_VERSION = 1
+#: Version 2 added the optional row sample; version 1 payloads are still read.
+SKETCH_FORMAT_VERSION = 2
 
 
 @dataclass(frozen=True, slots=True, kw_only=True, eq=False)
@@ -65,6 +78,23 @@ class NumericSpec:
         """Return the sketch of ``series`` on these bins."""
         finite, missing, infinite, invalid = numeric_values(series)
         return NumericSketch.from_values(self, finite, missing, infinite, invalid)
+
+    @property
+    def levels(self) -> None:
+        """``None``: a numeric feature has no category codes (:meth:`CategoricalSpec.levels`)."""
+        return None
+
+    def encode(self, series: pd.Series) -> FloatArray:
+        """Return one float per row of ``series``: its value, NaN when missing, infinite or invalid.
+
+        This is the feature's entry in a row of a :class:`~detectors.sample.RowSample`.
+        """
+        if pd.api.types.is_numeric_dtype(series.dtype) or pd.api.types.is_bool_dtype(series.dtype):
+            values = series.to_numpy(dtype=np.float64, na_value=np.nan)
+        else:
+            coerced = pd.to_numeric(series, errors="coerce")
+            values = coerced.to_numpy(dtype=np.float64, na_value=np.nan)
+        return np.where(np.isfinite(values), values, np.nan)
 
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, NumericSpec):
@@ -99,6 +129,32 @@ class CategoricalSpec:
         """Return the sketch of ``series`` on these categories."""
         counts, missing = label_counts(series)
         return CategoricalSketch.from_counts(self, counts, missing)
+
+    @property
+    def levels(self) -> int:
+        """Number of reference categories; :meth:`encode` codes them ``0..levels-1``."""
+        return len(self.categories)
+
+    def encode(self, series: pd.Series) -> FloatArray:
+        """Return one float per row of ``series``: the code of its label.
+
+        The code of a reference category is its position in ``categories``
+        (most frequent first); every other label gets :attr:`levels`, a missing
+        value NaN. Labels are canonicalised as in the sketch (``1`` and ``1.0``
+        are one label). This is the feature's entry in a row of a
+        :class:`~detectors.sample.RowSample`.
+        """
+        codes, uniques = pd.factorize(series, use_na_sentinel=True)
+        if series.dtype == object and not all(isinstance(u, str) for u in uniques):
+            # As in label_counts: hashing makes True, 1 and 1.0 one key; label value by value.
+            codes, uniques = pd.factorize(series.map(canonical_label, na_action="ignore"))
+        position = {label: i for i, label in enumerate(self.categories)}
+        lookup = np.array(
+            [position.get(canonical_label(u), self.levels) for u in uniques] + [np.nan],
+            dtype=np.float64,
+        )
+        # The sentinel -1 of a missing value picks the trailing NaN.
+        return lookup[codes]
 
     def to_dict(self) -> dict[str, Any]:
         """Return a JSON-serialisable dict of this spec."""
@@ -382,15 +438,26 @@ FeatureSketch: TypeAlias = NumericSketch | CategoricalSketch
 
 @dataclass(frozen=True, slots=True, kw_only=True, eq=False)
 class WindowSketch:
-    """The sketches of every monitored feature over one set of rows (a window or a file)."""
+    """The sketches of every monitored feature over one set of rows (a window or a file).
+
+    ``sample`` optionally keeps a bounded sample of the rows themselves for
+    the multivariate methods (see :mod:`detectors.sample`).
+    """
 
     rows: int
     features: Mapping[str, FeatureSketch]
+    sample: RowSample | None = None
 
     format: ClassVar[str] = "driftline.sketch"
 
     def merge(self, other: WindowSketch) -> WindowSketch:
-        """Return the sketch of the union of both row sets; both must cover the same features."""
+        """Return the sketch of the union of both row sets; both must cover the same features.
+
+        The result has a row sample when both sides have one, or when one side
+        has one and the other has no rows (an empty sketch is the identity).
+        Otherwise it has none: a sample of some of the rows is not a sample of
+        their union.
+        """
         if set(self.features) != set(other.features):
             raise IncompatibleSketchError("cannot merge window sketches of different features")
         merged: dict[str, FeatureSketch] = {}
@@ -403,27 +470,51 @@ class WindowSketch:
                 merged[name] = mine.merge(theirs)
                 continue
             raise IncompatibleSketchError(f"feature {name!r} has a different kind in each")
-        return WindowSketch(rows=self.rows + other.rows, features=merged)
+        return WindowSketch(
+            rows=self.rows + other.rows, features=merged, sample=self._merged_sample(other)
+        )
+
+    def _merged_sample(self, other: WindowSketch) -> RowSample | None:
+        if self.sample is not None and other.sample is not None:
+            return self.sample.merge(other.sample)
+        if other.sample is None and other.rows == 0:
+            return self.sample
+        if self.sample is None and self.rows == 0:
+            return other.sample
+        return None
 
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, WindowSketch):
             return NotImplemented
-        return self.rows == other.rows and dict(self.features) == dict(other.features)
+        return (
+            self.rows == other.rows
+            and dict(self.features) == dict(other.features)
+            and self.sample == other.sample
+        )
 
     __hash__ = None  # type: ignore[assignment]
 
     def to_dict(self) -> dict[str, Any]:
-        """Return a versioned, JSON-serialisable dict (feature specs not included)."""
-        return {
+        """Return a versioned, JSON-serialisable dict (feature specs not included).
+
+        The row sample, when there is one, is under ``"sample"``.
+        """
+        data: dict[str, Any] = {
             "format": self.format,
             "version": SKETCH_FORMAT_VERSION,
             "rows": self.rows,
             "features": {name: s.to_dict() for name, s in self.features.items()},
         }
+        if self.sample is not None:
+            data["sample"] = self.sample.to_dict()
+        return data
 
     @classmethod
     def from_dict(cls, specs: Mapping[str, FeatureSpec], data: Mapping[str, Any]) -> WindowSketch:
-        """Rebuild a window sketch from :meth:`to_dict` output and the profile's feature specs."""
+        """Rebuild a window sketch from :meth:`to_dict` output and the profile's feature specs.
+
+        Reads format versions 1 (no sample) and 2.
+        """
         check_version(data, cls.format, SKETCH_FORMAT_VERSION)
         features: dict[str, FeatureSketch] = {}
         for name, payload in data["features"].items():
@@ -432,7 +523,15 @@ class WindowSketch:
                 features[name] = NumericSketch.from_dict(spec, payload)
             else:
                 features[name] = CategoricalSketch.from_dict(spec, payload)
-        return cls(rows=int(data["rows"]), features=features)
+        sample = None
+        if data.get("sample") is not None:
+            sample = RowSample.from_dict(data["sample"])
+            unknown = [name for name in sample.columns if name not in specs]
+            if unknown:
+                raise IncompatibleSketchError(
+                    f"the row sample has features the profile does not know: {', '.join(unknown)}"
+                )
+        return cls(rows=int(data["rows"]), features=features, sample=sample)
 
 
 def check_version(data: Mapping[str, Any], expected_format: str, supported: int) -> None:
