@@ -26,9 +26,11 @@ from detectors.drift import (
     compare_sketches,
 )
 from detectors.kinds import check_compatible, infer_kinds
+from detectors.multivariate import MultivariateResult
 from detectors.profile import ReferenceProfile
 from detectors.quality import DataQualityReport, data_quality
 from monitor.check_attribution import CheckAttribution, check_attribution
+from monitor.check_multivariate import check_multivariate
 from monitor.check_quality import CheckQuality, check_quality, positive_f1
 from monitor.drift_config import CheckConfig
 from monitor.tables import InputError, read_table
@@ -47,6 +49,7 @@ class CheckResult:
     data_quality: DataQualityReport
     quality: CheckQuality | None = None
     attribution: CheckAttribution | None = None
+    multivariate: tuple[MultivariateResult, ...] | None = None
 
     def ordered_features(self) -> tuple[FeatureDrift, ...]:
         """The features in output order: by drift impact with ``--model``, else by severity."""
@@ -80,13 +83,25 @@ class CheckResult:
         payload["drift_impact"] = (
             None if self.attribution is None else self.attribution.ranking_list()
         )
+        payload["multivariate"] = (
+            None if self.multivariate is None else [r.to_dict() for r in self.multivariate]
+        )
         return payload
 
     @property
+    def multivariate_drift(self) -> bool:
+        """True when a multivariate method found drift (``--fail-on-drift`` counts it)."""
+        return any(r.drift for r in self.multivariate or ())
+
+    @property
     def drift_found(self) -> bool:
-        """True when the dataset drifted or the prediction drifted (``--fail-on-drift``)."""
+        """True when the dataset, the prediction or the joint distribution drifted."""
         prediction = self.report.prediction
-        return self.report.dataset_drift or bool(prediction and prediction.drift)
+        return (
+            self.report.dataset_drift
+            or bool(prediction and prediction.drift)
+            or self.multivariate_drift
+        )
 
 
 def run_check(
@@ -97,6 +112,7 @@ def run_check(
     target: str | None = None,
     prediction: str | None = None,
     model: str | Path | None = None,
+    multivariate: bool = False,
     exact: bool = False,
 ) -> CheckResult:
     """Read both files, validate them against each other and compare them.
@@ -107,7 +123,14 @@ def run_check(
     reference = read_table(reference_path, "reference")
     current = read_table(current_path, "current")
     return check_frames(
-        reference, current, config, target=target, prediction=prediction, model=model, exact=exact
+        reference,
+        current,
+        config,
+        target=target,
+        prediction=prediction,
+        model=model,
+        multivariate=multivariate,
+        exact=exact,
     )
 
 
@@ -119,6 +142,7 @@ def check_frames(
     target: str | None = None,
     prediction: str | None = None,
     model: str | Path | None = None,
+    multivariate: bool = False,
     exact: bool = False,
 ) -> CheckResult:
     """Like :func:`run_check`, on data frames already in memory."""
@@ -171,6 +195,10 @@ def check_frames(
         attribution = check_attribution(
             reference, current, model, report, config.attribution, exclude=not_inputs
         )
+    joint = None
+    if multivariate:
+        features = [c for c in columns if c != prediction]
+        joint = check_multivariate(profile, reference, current, features, config.multivariate)
     return CheckResult(
         report=report,
         missing_columns=missing,
@@ -178,6 +206,7 @@ def check_frames(
         data_quality=data_quality(profile, sketch, current_columns=current_columns),
         quality=quality,
         attribution=attribution,
+        multivariate=joint,
     )
 
 
@@ -272,6 +301,8 @@ def render_table(result: CheckResult, console: Console) -> None:
         )
     else:
         console.print("[green]Data quality: every check passed[/]")
+    if result.multivariate is not None:
+        console.print(multivariate_table(result.multivariate))
     if result.attribution is not None:
         console.print(attribution_table(result.attribution))
     if result.quality is not None:
@@ -344,5 +375,22 @@ def attribution_table(attribution: CheckAttribution) -> Table:
             f"{f.relative_change:+.1%}" if math.isfinite(f.relative_change) else "-",
             _number(f.p_value),
             verdict,
+        )
+    return table
+
+
+def multivariate_table(results: tuple[MultivariateResult, ...]) -> Table:
+    """Return the multivariate drift table: one row per method."""
+    table = Table(title="Multivariate drift (row samples)", title_justify="left")
+    for header in ("method", "statistic", "p-value", "threshold", "rows ref/cur", "drift"):
+        table.add_column(header, justify="left" if header == "method" else "right")
+    for r in results:
+        table.add_row(
+            r.method,
+            _number(r.statistic),
+            _number(r.p_value),
+            _number(r.threshold),
+            f"{r.n_reference:,}/{r.n_current:,}",
+            "[bold red]DRIFT[/]" if r.drift else "ok",
         )
     return table

@@ -39,6 +39,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="joblib-saved model: SHAP attribution drift, features ordered by drift impact "
         "(loading a pickle runs its code: trusted files only)",
     )
+    check.add_argument(
+        "--multivariate",
+        action="store_true",
+        help="also run the multivariate methods (config: multivariate.methods) on row samples",
+    )
     check.add_argument("--format", choices=("table", "json"), default="table")
     check.add_argument("--output", metavar="FILE", help="write the report here instead of stdout")
     check.add_argument(
@@ -129,6 +134,8 @@ def _check(args: argparse.Namespace) -> int:
         target=args.target,
         prediction=args.prediction,
         model=args.model,
+        # A multivariate section in the config asks for it as well as the flag does.
+        multivariate=args.multivariate or "multivariate" in config.model_fields_set,
         exact=args.exact,
     )
     if args.format == "json":

@@ -17,6 +17,7 @@ from detectors.decisions import Correction
 from detectors.drift import DriftSettings
 from detectors.kinds import ColumnKind
 from detectors.methods import method_names
+from detectors.multivariate import multivariate_method_names
 from detectors.profile import DEFAULT_BINS, DEFAULT_MAX_CATEGORIES
 
 
@@ -141,6 +142,34 @@ class AttributionSection(BaseModel):
     share_threshold: float | None = Field(0.1, gt=0, le=1)
 
 
+class MultivariateSection(BaseModel):
+    """The multivariate methods ``check --multivariate`` runs (see ``monitor.check_multivariate``).
+
+    ``methods`` from ``pca_reconstruction``, ``domain_classifier``, ``mmd``;
+    each decides at ``alpha`` and draws its random choices from ``seed``.
+    ``reference_rows``/``current_rows``: the row samples' sizes.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    methods: list[str] = Field(
+        default_factory=lambda: ["pca_reconstruction", "domain_classifier", "mmd"]
+    )
+    alpha: float = Field(0.05, gt=0, lt=1)
+    seed: int = Field(0, ge=0)
+    reference_rows: int = Field(2000, ge=10)
+    current_rows: int = Field(1000, ge=10)
+
+    @field_validator("methods")
+    @classmethod
+    def _known(cls, value: list[str]) -> list[str]:
+        known = multivariate_method_names()
+        for name in value:
+            if name not in known:
+                raise ValueError(f"unknown multivariate method {name!r}; available: {known}")
+        return value
+
+
 class CheckConfig(BaseModel):
     """The sections of a config file that ``driftline check`` uses; other sections are ignored."""
 
@@ -150,6 +179,7 @@ class CheckConfig(BaseModel):
     columns: ColumnsSection = ColumnsSection()
     quality: QualitySection = QualitySection()
     attribution: AttributionSection = AttributionSection()
+    multivariate: MultivariateSection = MultivariateSection()
 
 
 def load_check_config(path: str | Path | None) -> CheckConfig:
