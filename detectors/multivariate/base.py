@@ -145,6 +145,30 @@ class MultivariateMethod(ABC):
     ) -> MultivariateResult:
         """Return this method's result type with its parameters and the decision filled in."""
 
+    def _common(
+        self,
+        *,
+        statistic: float,
+        threshold: float,
+        p_value: float | None,
+        n_reference: int,
+        n_current: int,
+        n_features: int,
+    ) -> dict[str, Any]:
+        """Return the result fields every method fills alike, the decision included."""
+        return {
+            "method": self.name,
+            "statistic": statistic,
+            "threshold": threshold,
+            "p_value": p_value,
+            "drift": self._drift(statistic, threshold, p_value),
+            "n_reference": n_reference,
+            "n_current": n_current,
+            "n_features": n_features,
+            "alpha": self.alpha,
+            "seed": self.seed,
+        }
+
     def _drift(self, statistic: float, threshold: float, p_value: float | None) -> bool:
         """The decision rule of :class:`MultivariateResult`."""
         if p_value is not None:
