@@ -3,10 +3,16 @@
 Each subclasses the built-in it refines, so callers that only know
 ``ValueError`` or ``TypeError`` still catch them, and each builds its message
 from its arguments so the text is consistent wherever it is raised.
+
+:func:`check_int` and :func:`check_real` validate the integer and real-number
+parameters of every detector package, raising :class:`InvalidParameterError`
+with one wording for each kind of bound.
 """
 
 from __future__ import annotations
 
+import math
+import numbers
 from collections.abc import Iterable
 
 
@@ -66,3 +72,77 @@ class StateVersionError(ValueError):
             f"cannot load {what} format version {found!r}: this driftline reads versions "
             f"up to {supported}; upgrade driftline to read it"
         )
+
+
+# ---- parameter validation shared by the detectors -----------------------------------------
+
+
+def check_int(name: str, value: object, minimum: int) -> int:
+    """Return ``value`` as a plain ``int`` if it is an integer of at least ``minimum``; else raise.
+
+    Integers are instances of :class:`numbers.Integral`: Python ``int`` and
+    NumPy integer scalars (``np.int64(3)``, which NumPy registers as
+    ``Integral``), so a count read from an array or a DataFrame is accepted.
+    The value is returned as a plain ``int``; callers store that, never the
+    argument, so NumPy scalars do not leak into attributes, reprs or saved
+    state. ``bool`` (and ``np.bool_``) is refused although ``bool`` subclasses
+    ``int``: ``True`` is a flag, not a count. Floats are refused even when
+    integral (``3.0``), as are strings (``"3"``): no silent conversion.
+
+    Every refusal raises :class:`InvalidParameterError` naming the parameter:
+
+    >>> import numpy as np
+    >>> folds = check_int("folds", np.int64(5), 2)
+    >>> folds, type(folds)
+    (5, <class 'int'>)
+    >>> check_int("folds", 3.0, 2)
+    Traceback (most recent call last):
+    ...
+    detectors.errors.InvalidParameterError: folds must be an integer >= 2; got 3.0
+    """
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < minimum:
+        raise InvalidParameterError(name, f"an integer >= {minimum}", value)
+    return int(value)
+
+
+def check_real(
+    name: str,
+    value: object,
+    *,
+    low: float = -math.inf,
+    high: float = math.inf,
+    low_open: bool = False,
+    high_open: bool = False,
+) -> float:
+    """Return ``value`` as a plain ``float`` if it is a real number in an interval; else raise.
+
+    The interval is ``[low, high]``, each end open when ``low_open`` /
+    ``high_open``; an infinite end is always open. Real numbers are instances
+    of :class:`numbers.Real` (integers, floats and NumPy scalars of either)
+    other than ``bool``; NaN and infinities are refused.
+
+    >>> check_real("alpha", 0.05, low=0, high=1, low_open=True, high_open=True)
+    0.05
+    >>> check_real("alpha", 1, low=0, high=1, low_open=True, high_open=True)
+    Traceback (most recent call last):
+    ...
+    detectors.errors.InvalidParameterError: alpha must be a number in (0, 1); got 1
+    """
+    if isinstance(value, numbers.Real) and not isinstance(value, bool):
+        v = float(value)
+        above = v > low if low_open else v >= low
+        below = v < high if high_open else v <= high
+        if above and below and math.isfinite(v):  # NaN fails both comparisons
+            return v
+    raise InvalidParameterError(name, _interval(low, high, low_open, high_open), value)
+
+
+def _interval(low: float, high: float, low_open: bool, high_open: bool) -> str:
+    """Describe an interval for an error message (``"a number in (0, 1)"``)."""
+    if math.isinf(low) and math.isinf(high):
+        return "a finite number"
+    if math.isinf(high):
+        return f"a number {'>' if low_open else '>='} {low:g}"
+    if math.isinf(low):
+        return f"a number {'<' if high_open else '<='} {high:g}"
+    return f"a number in {'(' if low_open else '['}{low:g}, {high:g}{')' if high_open else ']'}"

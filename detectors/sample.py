@@ -62,7 +62,7 @@ import numpy.typing as npt
 import pandas as pd
 
 from detectors._arrays import FloatArray
-from detectors.errors import IncompatibleSketchError, InvalidParameterError
+from detectors.errors import IncompatibleSketchError, InvalidParameterError, check_int
 
 if TYPE_CHECKING:
     from detectors.sketch import FeatureSpec
@@ -233,8 +233,7 @@ class RowSample:
     format: ClassVar[str] = "driftline.sample"
 
     def __post_init__(self) -> None:
-        if isinstance(self.size, bool) or not isinstance(self.size, int) or self.size < 1:
-            raise InvalidParameterError("size", "an integer >= 1", self.size)
+        object.__setattr__(self, "size", check_int("size", self.size, 1))  # frozen: store the int
         if len(self.levels) != len(self.columns):
             raise InvalidParameterError(
                 "levels", f"one entry per column ({len(self.columns)})", len(self.levels)
@@ -320,8 +319,7 @@ class RowSample:
         encoded a second time, so the cost beyond hashing does not grow with
         the frame.
         """
-        if isinstance(size, bool) or not isinstance(size, int) or size < 1:
-            raise InvalidParameterError("size", "an integer >= 1", size)
+        size = check_int("size", size, 1)
         if keys is None:
             hashes = row_keys(frame, specs)
         else:

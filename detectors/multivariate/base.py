@@ -24,7 +24,13 @@ import numpy.typing as npt
 from scipy.stats import rankdata
 
 from detectors._arrays import FloatArray
-from detectors.errors import IncompatibleSketchError, InvalidParameterError, UnknownMethodError
+from detectors.errors import (
+    IncompatibleSketchError,
+    InvalidParameterError,
+    UnknownMethodError,
+    check_int,
+    check_real,
+)
 from detectors.sample import DEFAULT_ONE_HOT_LEVELS, RowSample
 
 #: What a method compares: rows as a 2-d float array, or a row sample.
@@ -96,12 +102,8 @@ class MultivariateMethod(ABC):
     min_current_rows: ClassVar[int] = 2
 
     def __init__(self, *, alpha: float = 0.05, seed: int = 0) -> None:
-        if not (isinstance(alpha, int | float) and 0 < alpha < 1):
-            raise InvalidParameterError("alpha", "between 0 and 1 (exclusive)", alpha)
-        if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
-            raise InvalidParameterError("seed", "an integer >= 0", seed)
-        self.alpha = float(alpha)
-        self.seed = seed
+        self.alpha = check_real("alpha", alpha, low=0, high=1, low_open=True, high_open=True)
+        self.seed = check_int("seed", seed, 0)
 
     def compare(
         self, reference: Rows, current: Rows, *, max_levels: int = DEFAULT_ONE_HOT_LEVELS

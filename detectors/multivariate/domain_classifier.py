@@ -40,7 +40,7 @@ import numpy as np
 import numpy.typing as npt
 
 from detectors._arrays import FloatArray
-from detectors.errors import InvalidParameterError
+from detectors.errors import InvalidParameterError, check_int
 from detectors.multivariate.base import (
     MultivariateMethod,
     MultivariateResult,
@@ -105,18 +105,12 @@ class DomainClassifier(MultivariateMethod):
         seed: int = 0,
     ) -> None:
         super().__init__(alpha=alpha, seed=seed)
-        if isinstance(folds, bool) or not isinstance(folds, int) or folds < 2:
-            raise InvalidParameterError("folds", "an integer >= 2", folds)
-        if isinstance(permutations, bool) or not isinstance(permutations, int) or permutations < 1:
-            raise InvalidParameterError("permutations", "an integer >= 1", permutations)
+        self.folds = check_int("folds", folds, 2)
+        self.permutations = check_int("permutations", permutations, 1)
         if not (isinstance(l2, int | float) and l2 > 0 and math.isfinite(l2)):
             raise InvalidParameterError("l2", "a positive number", l2)
-        if isinstance(max_dims, bool) or not isinstance(max_dims, int) or max_dims < 1:
-            raise InvalidParameterError("max_dims", "an integer >= 1", max_dims)
-        self.folds = folds
-        self.permutations = permutations
         self.l2 = float(l2)
-        self.max_dims = max_dims
+        self.max_dims = check_int("max_dims", max_dims, 1)
 
     def _compare(
         self, reference: FloatArray, current: FloatArray, rng: np.random.Generator

@@ -39,7 +39,7 @@ import numpy as np
 import numpy.typing as npt
 
 from detectors._arrays import FloatArray
-from detectors.errors import InvalidParameterError
+from detectors.errors import InvalidParameterError, check_int
 from detectors.multivariate.base import (
     MultivariateMethod,
     MultivariateResult,
@@ -100,20 +100,16 @@ class MMD(MultivariateMethod):
         seed: int = 0,
     ) -> None:
         super().__init__(alpha=alpha, seed=seed)
-        if isinstance(permutations, bool) or not isinstance(permutations, int) or permutations < 1:
-            raise InvalidParameterError("permutations", "an integer >= 1", permutations)
+        self.permutations = check_int("permutations", permutations, 1)
         if bandwidth is not None and not (
             isinstance(bandwidth, int | float) and bandwidth > 0 and math.isfinite(bandwidth)
         ):
             raise InvalidParameterError("bandwidth", "None or a positive number", bandwidth)
+        self.bandwidth = None if bandwidth is None else float(bandwidth)
         if not isinstance(standardize, bool):
             raise InvalidParameterError("standardize", "True or False", standardize)
-        if isinstance(max_rows, bool) or not isinstance(max_rows, int) or max_rows < 2:
-            raise InvalidParameterError("max_rows", "an integer >= 2", max_rows)
-        self.permutations = permutations
-        self.bandwidth = None if bandwidth is None else float(bandwidth)
         self.standardize = standardize
-        self.max_rows = max_rows
+        self.max_rows = check_int("max_rows", max_rows, 2)
 
     def _compare(
         self, reference: FloatArray, current: FloatArray, rng: np.random.Generator

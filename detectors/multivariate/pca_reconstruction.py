@@ -43,7 +43,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from detectors._arrays import FloatArray
-from detectors.errors import InvalidParameterError
+from detectors.errors import check_int, check_real
 from detectors.multivariate.base import (
     MultivariateMethod,
     MultivariateResult,
@@ -110,15 +110,13 @@ class PCAReconstruction(MultivariateMethod):
         seed: int = 0,
     ) -> None:
         super().__init__(alpha=alpha, seed=seed)
-        if not (isinstance(variance, int | float) and 0 < variance < 1):
-            raise InvalidParameterError("variance", "between 0 and 1 (exclusive)", variance)
-        if not (isinstance(fit_fraction, int | float) and 0 < fit_fraction < 1):
-            raise InvalidParameterError("fit_fraction", "between 0 and 1 (exclusive)", fit_fraction)
-        if isinstance(bootstrap, bool) or not isinstance(bootstrap, int) or bootstrap < 1:
-            raise InvalidParameterError("bootstrap", "an integer >= 1", bootstrap)
-        self.variance = float(variance)
-        self.fit_fraction = float(fit_fraction)
-        self.bootstrap = bootstrap
+        self.variance = check_real(
+            "variance", variance, low=0, high=1, low_open=True, high_open=True
+        )
+        self.fit_fraction = check_real(
+            "fit_fraction", fit_fraction, low=0, high=1, low_open=True, high_open=True
+        )
+        self.bootstrap = check_int("bootstrap", bootstrap, 1)
 
     def _compare(
         self, reference: FloatArray, current: FloatArray, rng: np.random.Generator

@@ -40,6 +40,8 @@ from typing import Any, ClassVar, Self, TypeVar
 import numpy as np
 
 from detectors.errors import InvalidParameterError, UnknownMethodError
+from detectors.errors import check_int as check_int  # re-exported for the detectors
+from detectors.errors import check_real as check_real  # re-exported for the detectors
 from detectors.sketch import check_version
 
 #: ``format`` field of serialised detector state.
@@ -271,37 +273,9 @@ def _floats(values: Iterable[Any]) -> list[Any]:
     return [_floats(v) if isinstance(v, list | tuple) else float(v) for v in values]
 
 
-# ---- parameter validation shared by the detectors ----------------------------------------
-
-
-def check_int(name: str, value: object, minimum: int) -> int:
-    """Return ``value`` if it is an integer (not a bool) of at least ``minimum``; else raise."""
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < minimum:
-        raise InvalidParameterError(name, f"an integer >= {minimum}", value)
-    return int(value)
-
-
-def check_real(
-    name: str,
-    value: object,
-    *,
-    low: float = -math.inf,
-    high: float = math.inf,
-    low_open: bool = False,
-    high_open: bool = False,
-) -> float:
-    """Return ``value`` if it is a real number in the given interval; else raise.
-
-    The interval is ``[low, high]``, each end open when ``low_open`` /
-    ``high_open``; an infinite end is always open.
-    """
-    if isinstance(value, numbers.Real) and not isinstance(value, bool):
-        v = float(value)
-        above = v > low if low_open else v >= low
-        below = v < high if high_open else v <= high
-        if above and below and math.isfinite(v):  # NaN fails both comparisons
-            return v
-    raise InvalidParameterError(name, _interval(low, high, low_open, high_open), value)
+# ---- parameter validation ------------------------------------------------------------------
+# check_int and check_real live in detectors.errors (shared with the other detector packages)
+# and are re-exported above for the online detectors that import them from here.
 
 
 def check_choice(name: str, value: object, choices: Iterable[str]) -> str:
@@ -310,14 +284,3 @@ def check_choice(name: str, value: object, choices: Iterable[str]) -> str:
     if not isinstance(value, str) or value not in allowed:
         raise InvalidParameterError(name, "one of " + ", ".join(map(repr, allowed)), value)
     return value
-
-
-def _interval(low: float, high: float, low_open: bool, high_open: bool) -> str:
-    """Describe an interval for an error message (``"a number in (0, 1)"``)."""
-    if math.isinf(low) and math.isinf(high):
-        return "a finite number"
-    if math.isinf(high):
-        return f"a number {'>' if low_open else '>='} {low:g}"
-    if math.isinf(low):
-        return f"a number {'<' if high_open else '<='} {high:g}"
-    return f"a number in {'(' if low_open else '['}{low:g}, {high:g}{')' if high_open else ']'}"
