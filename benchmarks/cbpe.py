@@ -2,7 +2,7 @@
 
 Usage (from the repository root; ``bash benchmarks/setup_peers.sh`` first)::
 
-    .venv/bin/python -m benchmarks.cbpe [--chunk-size 5000] [--no-peer]
+    .venv/bin/python -m benchmarks.cbpe [--chunk-size 5000] [--no-peer] [--json]
 
 Data: NannyML's synthetic car-loan data set, the three CSV files that ship
 inside the ``nannyml`` package (``synthetic_car_loan_reference.csv``,
@@ -26,8 +26,12 @@ scores), ``accuracy_score`` and ``f1_score`` (on ``y_pred``) with the labels.
 
 Prints per metric the mean absolute error (MAE) of each library's estimate
 against the realized value, the mean and largest absolute difference between
-the two estimates, and wall times (fit; estimate of all chunks; data loading
-and imports excluded), and writes ``benchmarks/results/cbpe.json``.
+the two estimates, wall times (fit; estimate of all chunks; data loading
+and imports excluded) and each process's peak RSS during fit and estimate (the
+kernel's peak mark is reset once the data is loaded), and writes
+``benchmarks/results/cbpe.json``. With ``--json`` the tables go to stderr and
+the same results are printed to stdout as one JSON line, for
+``benchmarks/compare.py``, which runs this module in its own process.
 """
 
 from __future__ import annotations
@@ -48,6 +52,7 @@ from rich.console import Console
 from rich.table import Table
 from sklearn.metrics import accuracy_score, f1_score, roc_auc_score
 
+from benchmarks.peers._common import current_rss_mb, peak_rss_mb, reset_peak_rss
 from detectors.performance import CBPE
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -108,6 +113,8 @@ def run_driftline(
 ) -> dict[str, Any]:
     """Fit driftline's CBPE and estimate every chunk; return timings and per-chunk estimates."""
     threshold = decision_threshold(reference, analysis)
+    data_mb = current_rss_mb()
+    reset_peak_rss()
     start = time.perf_counter()
     model = CBPE.fit(reference["repaid"], reference["y_pred_proba"], threshold=threshold)
     fitted = time.perf_counter()
@@ -117,6 +124,7 @@ def run_driftline(
     ]
     estimates = [sketch.estimate() for sketch in sketches]
     done = time.perf_counter()
+    peak_mb = peak_rss_mb()
     merged = sketches[0]
     for sketch in sketches[1:]:
         merged = merged.merge(sketch)
@@ -127,6 +135,8 @@ def run_driftline(
         "calibration_check": model.check.to_dict(),
         "fit_seconds": round(fitted - start, 4),
         "estimate_seconds": round(done - fitted, 4),
+        "peak_rss_mb": round(peak_mb, 1),
+        "data_mb": round(data_mb, 1),
         "merge_exact": merged == model.sketch(analysis["y_pred_proba"]),
         "chunks": [
             {
@@ -179,44 +189,76 @@ def summarise(
     return summary
 
 
-def table(summary: dict[str, dict[str, float]]) -> Table:
-    """Return the side-by-side table of errors."""
-    out = Table(title="CBPE on NannyML's car-loan data: estimated vs realized per chunk")
-    for column in (
-        "metric",
-        "driftline MAE",
-        "NannyML MAE",
-        "anchor",
-        "MAE between",
-        "max between",
-    ):
-        out.add_column(column, justify="left" if column == "metric" else "right")
+SUMMARY_HEADERS = (
+    "metric",
+    "driftline MAE",
+    "NannyML MAE",
+    "anchor",
+    "MAE between",
+    "max between",
+)
+TIMING_HEADERS = ("library", "fit (s)", "estimate (s)", "total (s)", "peak RSS (MB)")
+
+
+def summary_rows(summary: dict[str, dict[str, float]]) -> list[list[str]]:
+    """Return the side-by-side errors per metric as table cells (``SUMMARY_HEADERS``)."""
 
     def cell(value: float | None, spec: str = ".6f") -> str:
         return "-" if value is None else format(value, spec)
 
-    for metric, row in summary.items():
-        out.add_row(
+    return [
+        [
             metric,
             cell(row["driftline_mae"]),
             cell(row.get("nannyml_mae")),
             f"{row['anchor']:.4f}",
             cell(row.get("between_mae"), ".1e"),
             cell(row.get("between_max"), ".1e"),
-        )
-    return out
+        ]
+        for metric, row in summary.items()
+    ]
 
 
-def timings(*results: dict[str, Any]) -> Table:
-    """Return the wall times of each library's fit and estimate (all chunks)."""
-    out = Table(title="wall time (s)")
-    for column in ("library", "fit", "estimate", "total"):
-        out.add_column(column, justify="left" if column == "library" else "right")
+def timing_rows(*results: dict[str, Any]) -> list[list[str]]:
+    """Return each library's fit and estimate seconds and peak RSS as cells (``TIMING_HEADERS``)."""
+    rows = []
     for result in results:
         if "fit_seconds" in result:
             fit, estimate = result["fit_seconds"], result["estimate_seconds"]
-            out.add_row(result["library"], f"{fit:.3f}", f"{estimate:.3f}", f"{fit + estimate:.3f}")
+            peak = result.get("peak_rss_mb")
+            rows.append(
+                [
+                    result["library"],
+                    f"{fit:.3f}",
+                    f"{estimate:.3f}",
+                    f"{fit + estimate:.3f}",
+                    "-" if peak is None else f"{peak:.0f}",
+                ]
+            )
+    return rows
+
+
+def _table(title: str, headers: tuple[str, ...], rows: list[list[str]]) -> Table:
+    out = Table(title=title)
+    for at, column in enumerate(headers):
+        out.add_column(column, justify="left" if at == 0 else "right")
+    for row in rows:
+        out.add_row(*row)
     return out
+
+
+def table(summary: dict[str, dict[str, float]]) -> Table:
+    """Return the side-by-side table of errors."""
+    return _table(
+        "CBPE on NannyML's car-loan data: estimated vs realized per chunk",
+        SUMMARY_HEADERS,
+        summary_rows(summary),
+    )
+
+
+def timings(*results: dict[str, Any]) -> Table:
+    """Return each library's wall times (fit; estimate of all chunks) and peak RSS."""
+    return _table("wall time and peak RSS", TIMING_HEADERS, timing_rows(*results))
 
 
 def main() -> None:
@@ -224,6 +266,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--chunk-size", type=int, default=5000)
     parser.add_argument("--no-peer", action="store_true", help="skip NannyML")
+    parser.add_argument(
+        "--json", action="store_true", help="tables to stderr; results as one JSON line to stdout"
+    )
     args = parser.parse_args()
     directory = car_loan_dir()
     if directory is None:
@@ -239,7 +284,7 @@ def main() -> None:
     ours = run_driftline(reference, analysis, args.chunk_size)
     peer = {"library": "nannyml", "error": "skipped"} if args.no_peer else run_peer(args.chunk_size)
     summary = summarise(truth, ours, peer)
-    console = Console()
+    console = Console(stderr=args.json)
     console.print(table(summary))
     console.print(timings(ours, peer))
     if "error" in peer:
@@ -258,6 +303,8 @@ def main() -> None:
     out = ROOT / "benchmarks" / "results"
     out.mkdir(parents=True, exist_ok=True)
     (out / "cbpe.json").write_text(json.dumps(results, indent=2) + "\n")
+    if args.json:
+        print(json.dumps(results), flush=True)
 
 
 if __name__ == "__main__":

@@ -3,7 +3,7 @@
 Usage (from the repository root, in driftline's virtualenv)::
 
     .venv/bin/python -m benchmarks.shap_attribution [--rows 10000] [--features 20]
-        [--model gb|rf] [--trees 100] [--seed 0] [--sampled-rows 1000]
+        [--model gb|rf] [--trees 100] [--seed 0] [--sampled-rows 1000] [--json]
 
 Data: ``--features`` independent standard normal columns; the label is a
 logistic draw on a sparse linear-plus-interaction score of the first five, so
@@ -31,7 +31,9 @@ each step, so a step's peak is its own plus what was already resident):
 
 shap is imported before timing (about 2 s and 300 MB, reported as
 ``import_shap``). Prints a table and writes
-``benchmarks/results/shap_attribution.json``.
+``benchmarks/results/shap_attribution.json``. With ``--json`` the table goes to
+stderr and the same results are printed to stdout as one JSON line, for
+``benchmarks/compare.py``, which runs this module in its own process.
 """
 
 from __future__ import annotations
@@ -87,6 +89,17 @@ def make_data(rows: int, features: int, seed: int) -> dict[str, Any]:
     }
 
 
+STEP_HEADERS = ("step", "rows explained/summarised", "wall time (s)", "peak RSS (MB)")
+
+
+def step_rows(steps: list[dict[str, Any]]) -> list[list[str]]:
+    """Return the timed steps as table cells (``STEP_HEADERS``)."""
+    return [
+        [step["step"], f"{step['rows']:,}", f"{step['seconds']:.3f}", f"{step['peak']:.0f}"]
+        for step in steps
+    ]
+
+
 def measured(step: Callable[[], T]) -> tuple[T, float, float]:
     """Run ``step``; return its result, wall seconds and the peak RSS (MB) during it."""
     reset_peak_rss()
@@ -104,6 +117,9 @@ def main() -> None:
     parser.add_argument("--trees", type=int, default=100)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--sampled-rows", type=int, default=1000, help="0 skips the sampled run")
+    parser.add_argument(
+        "--json", action="store_true", help="table to stderr; results as one JSON line to stdout"
+    )
     args = parser.parse_args()
 
     from sklearn.ensemble import GradientBoostingClassifier, RandomForestClassifier
@@ -171,19 +187,17 @@ def main() -> None:
             {"step": "sampled_shap", "rows": len(sampled.values), "seconds": seconds, "peak": peak}
         )
 
-    console = Console()
+    console = Console(stderr=args.json)
     table = Table(
         title=(
             f"SHAP attribution: {args.model} with {args.trees} trees, {args.features} features, "
             f"{args.rows:,} rows"
         )
     )
-    for header in ("step", "rows explained/summarised", "wall time (s)", "peak RSS (MB)"):
+    for header in STEP_HEADERS:
         table.add_column(header, justify="left" if header == "step" else "right")
-    for step in steps:
-        table.add_row(
-            step["step"], f"{step['rows']:,}", f"{step['seconds']:.3f}", f"{step['peak']:.0f}"
-        )
+    for row in step_rows(steps):
+        table.add_row(*row)
     console.print(table)
     console.print(
         f"import shap {import_seconds:.2f} s; model fit {fit_seconds:.2f} s (untimed); "
@@ -214,6 +228,8 @@ def main() -> None:
     out = ROOT / "benchmarks" / "results"
     out.mkdir(parents=True, exist_ok=True)
     (out / "shap_attribution.json").write_text(json.dumps(results, indent=2) + "\n")
+    if args.json:
+        print(json.dumps(results), flush=True)
 
 
 if __name__ == "__main__":

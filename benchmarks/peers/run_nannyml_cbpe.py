@@ -16,6 +16,7 @@ Prints exactly one JSON line to stdout::
 
     {"library": "nannyml", "version": "0.13.1", "chunk_size": 5000,
      "needs_calibration": true, "fit_seconds": ..., "estimate_seconds": ...,
+     "peak_rss_mb": ..., "data_mb": ...,
      "chunks": [{"index": 0, "start": 0, "end": 4999,
                  "estimated": {"roc_auc": ..., "accuracy": ..., "f1": ...},
                  "realized": {...}}, ...]}
@@ -23,7 +24,9 @@ Prints exactly one JSON line to stdout::
 ``start``/``end`` are NannyML's inclusive row positions in the analysis set.
 Times are wall-clock (:func:`time.perf_counter`) of ``fit`` (which also
 estimates the reference chunks, part of NannyML's fit) and of ``estimate``;
-loading the data and importing NannyML are not timed. Everything NannyML
+loading the data and importing NannyML are not timed. ``peak_rss_mb`` is the
+process's peak RSS during fit and estimate (the kernel's peak mark is reset once
+the data is loaded), ``data_mb`` its RSS at that point. Everything NannyML
 prints, logs or warns goes to stderr.
 """
 
@@ -37,6 +40,12 @@ import os
 import sys
 import time
 import warnings
+from pathlib import Path
+
+if __package__ in (None, ""):  # run as a script: make the repository root importable
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+
+from benchmarks.peers._common import current_rss_mb, peak_rss_mb, reset_peak_rss
 
 # Keep NannyML from phoning home inside the timed part (read when it would send).
 os.environ.setdefault("NML_DISABLE_USAGE_LOGGING", "1")
@@ -64,11 +73,14 @@ def main() -> None:
             metrics=list(METRICS),
             chunk_size=args.chunk_size,
         )
+        data_mb = current_rss_mb()
+        reset_peak_rss()
         start = time.perf_counter()
         estimator.fit(reference)
         fitted = time.perf_counter()
         result = estimator.estimate(analysis)
         done = time.perf_counter()
+        peak_mb = peak_rss_mb()
         frame = result.filter(period="analysis").to_df()
     chunks = [
         {
@@ -87,6 +99,8 @@ def main() -> None:
         "needs_calibration": bool(estimator.needs_calibration),
         "fit_seconds": round(fitted - start, 4),
         "estimate_seconds": round(done - fitted, 4),
+        "peak_rss_mb": round(peak_mb, 1),
+        "data_mb": round(data_mb, 1),
         "chunks": chunks,
     }
     print(json.dumps(output), flush=True)
