@@ -19,10 +19,19 @@ from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
+from detectors.attribution import AttributionSummary
 from detectors.profile import ReferenceProfile
+from detectors.sample import UInt64Array
 from detectors.sketch import WindowSketch
+from monitor.attribution import records_attribution
 from monitor.records import PredictionRecord
-from monitor.runtime import ModelRuntime, sketch_from_bytes, sketch_records, sketch_to_bytes
+from monitor.runtime import (
+    ModelRuntime,
+    partial_from_bytes,
+    record_keys,
+    sketch_records,
+    sketch_to_bytes,
+)
 from monitor.store.rows import PartialRow, ProgressRow
 
 WindowKey = tuple[str, float]  # (model, window_start)
@@ -30,11 +39,16 @@ WindowKey = tuple[str, float]  # (model, window_start)
 
 @dataclass(slots=True)
 class Partial:
-    """One model window's partial sketch in one partition, and the profile it is binned on."""
+    """One model window's partial sketch in one partition, and the profile it is binned on.
+
+    ``attribution`` sums the records' ``explanations`` for models whose
+    attribution comes from them (None otherwise).
+    """
 
     window_end: float
     profile_version: int
     sketch: WindowSketch
+    attribution: AttributionSummary | None = None
 
 
 @dataclass(slots=True)
@@ -64,15 +78,22 @@ class PartitionState:
         records: Sequence[PredictionRecord],
         next_offset: int,
         now: float,
+        offsets: Sequence[int] | None = None,
     ) -> AddResult:
-        """Aggregate valid, routed ``records`` (in partition order); advance to ``next_offset``."""
+        """Aggregate valid, routed ``records`` (in partition order); advance to ``next_offset``.
+
+        ``offsets`` are the records' offsets in the partition: they key the row
+        samples of models with multivariate drift (:func:`monitor.runtime.record_keys`).
+        Without them the records are taken to be the ones just before
+        ``next_offset``, which holds only when none was skipped as invalid.
+        """
         outcome = AddResult()
-        groups: dict[tuple[str, float, float], list[PredictionRecord]] = defaultdict(list)
+        groups: dict[tuple[str, float, float], list[int]] = defaultdict(list)
         high = self.max_event_time
         # The windows containing t are the same for every t in [newest start, + step):
         # records in partition order mostly hit the previous record's windows.
         cached_model, low, top, containing = "", 0.0, -1.0, []
-        for record in records:
+        for index, record in enumerate(records):
             model, t = record.model, record.event_time
             spec = runtimes[model].window
             if model != cached_model or not low <= t < top:
@@ -88,9 +109,21 @@ class PartitionState:
                 continue
             outcome.counted[model] += 1
             for start, end in live:
-                groups[(model, start, end)].append(record)
+                groups[(model, start, end)].append(index)
+        keys: UInt64Array | None = None
         for (model, start, end), members in groups.items():
-            self._merge(runtimes[model], start, end, sketch_records(runtimes[model], members))
+            runtime = runtimes[model]
+            member_keys = None
+            if runtime.sample_size is not None:
+                if keys is None:
+                    if offsets is None:
+                        offsets = range(next_offset - len(records), next_offset)
+                    keys = record_keys(self.partition, offsets)
+                member_keys = keys[members]
+            chosen = [records[i] for i in members]
+            sketch = sketch_records(runtime, chosen, keys=member_keys)
+            explained = records_attribution(chosen) if runtime.explained_by_records else None
+            self._merge(runtime, start, end, sketch, explained)
         self.max_event_time = high
         self.next_offset = next_offset
         if records:
@@ -103,18 +136,29 @@ class PartitionState:
         self.next_offset = next_offset
         self.progress_dirty = True
 
-    def _merge(self, runtime: ModelRuntime, start: float, end: float, sketch: WindowSketch) -> None:
+    def _merge(
+        self,
+        runtime: ModelRuntime,
+        start: float,
+        end: float,
+        sketch: WindowSketch,
+        attribution: AttributionSummary | None,
+    ) -> None:
         key = (runtime.name, start)
         known = self.partials.get(key)
         if known is None or known.profile_version != runtime.profile_version:
             # A partial binned on an older profile cannot take new rows; its window keeps
             # the old rows (evaluation reads each partial with its own profile version).
             if known is None:
-                self.partials[key] = Partial(end, runtime.profile_version, sketch)
+                self.partials[key] = Partial(end, runtime.profile_version, sketch, attribution)
                 self.dirty.add(key)
                 return
             return
         known.sketch = known.sketch.merge(sketch)
+        if attribution is not None:
+            known.attribution = (
+                attribution if known.attribution is None else known.attribution.merge(attribution)
+            )
         self.dirty.add(key)
 
     def rows(self) -> tuple[list[PartialRow], list[ProgressRow]]:
@@ -129,6 +173,7 @@ class PartitionState:
                 sketch=sketch_to_bytes(
                     self.partials[(model, start)].profile_version,
                     self.partials[(model, start)].sketch,
+                    self.partials[(model, start)].attribution,
                 ),
                 rows=self.partials[(model, start)].sketch.rows,
             )
@@ -199,6 +244,8 @@ class PartitionState:
             versions = profiles.get(row.model)
             if versions is None:
                 continue  # a model no longer configured
-            version, sketch = sketch_from_bytes(row.sketch, versions.__getitem__)
-            state.partials[(row.model, row.window_start)] = Partial(row.window_end, version, sketch)
+            version, sketch, attribution = partial_from_bytes(row.sketch, versions.__getitem__)
+            state.partials[(row.model, row.window_start)] = Partial(
+                row.window_end, version, sketch, attribution
+            )
         return state

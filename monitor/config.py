@@ -55,6 +55,16 @@ Quality
     ``performance_estimation`` the label-free estimate's reference columns
     (:class:`PerformanceEstimationSection`). Checks that need the reference
     profile (bounds naming numeric features) run when the service starts.
+Joint and attribution drift
+    ``multivariate`` (:class:`MultivariateWindowSection`) and ``attribution``
+    (:class:`AttributionWindowSection`) are off unless present, as is
+    ``change_detection`` (:class:`monitor.change_detection.ChangeDetectionSection`:
+    online change detectors over each window's scores and errors, which
+    needs ``labels.enabled``). Both change
+    what the reference stores (a row sample, a SHAP summary), so turning them
+    on for a model whose profile is already stored needs a new reference
+    (``driftline reference build``); until then its windows report an error
+    under those keys instead of a result.
 """
 
 from __future__ import annotations
@@ -89,11 +99,20 @@ from pydantic import (
 from detectors._arrays import canonical_label
 from detectors.kinds import ColumnKind
 from detectors.quality import DataQualityThresholds
-from monitor.drift_config import ColumnsSection, ConfigError, DriftSection, format_validation_error
+from monitor.change_detection import ChangeDetectionSection
+from monitor.drift_config import (
+    AttributionSection,
+    ColumnsSection,
+    ConfigError,
+    DriftSection,
+    MultivariateSection,
+    format_validation_error,
+)
 from monitor.windows import WindowSpec, parse_duration
 
 __all__ = [
     "MAX_OVERLAPPING_WINDOWS",
+    "AttributionWindowSection",
     "BrokerSection",
     "ConfigError",
     "ConsumerSection",
@@ -102,6 +121,7 @@ __all__ = [
     "HttpSection",
     "LabelsSection",
     "ModelConfig",
+    "MultivariateWindowSection",
     "PerformanceEstimationSection",
     "PredictionSection",
     "RetentionSection",
@@ -557,6 +577,61 @@ class PerformanceEstimationSection(_Section):
         return self
 
 
+class MultivariateWindowSection(MultivariateSection):
+    """Joint (multivariate) drift of each window's features (:mod:`detectors.multivariate`).
+
+    The fields are those of ``check``'s ``multivariate`` section: ``methods``
+    (``pca_reconstruction``, ``domain_classifier``, ``mmd``), ``alpha``,
+    ``seed``, ``reference_rows`` (the reference's row sample, kept with the
+    profile) and ``current_rows`` (each window's row sample). Each partial
+    sketch then also keeps a bottom-k sample of its rows keyed by the record's
+    partition and offset, so the merged window sample is the same whatever the
+    partitioning, restarts or process count (see docs/service-internals.md).
+    ``max_levels`` of a categorical feature's reference categories get their
+    own one-hot indicator. Changing ``reference_rows`` needs a new reference
+    (``driftline reference build``).
+    """
+
+    max_levels: int = Field(10, ge=1, le=100)
+
+
+class AttributionWindowSection(AttributionSection):
+    """Attribution (SHAP) drift of each window and its drift-impact ranking (monitor.attribution).
+
+    ``source`` says where a window's SHAP values come from:
+
+    * ``explanations`` (default): the records' ``explanations`` field, summed
+      exactly per partial over every record that has one;
+    * ``model``: the joblib model file ``model`` explains the window's row
+      sample (at most ``window_rows`` rows, decoded from the sample: see
+      :mod:`monitor.attribution` for what that loses).
+
+    The reference's SHAP values are the reference file's columns named
+    ``reference_prefix`` + feature (``shap_income``, ...), left out of the
+    profile, or else ``model`` explaining at most ``max_rows`` reference rows
+    (seeded with ``seed``) when ``driftline reference build`` runs. The
+    thresholds (``threshold``, ``alpha``, ``share_threshold``) are those of
+    ``check``'s ``attribution`` section; a feature needs ``min_samples`` SHAP
+    values on both sides to be decided.
+
+    Loading a model file executes code (pickle): only the configured path is
+    ever loaded, and it must be writable only by people trusted to run code
+    as the monitor.
+    """
+
+    source: Literal["explanations", "model"] = "explanations"
+    model: ConfigPath | None = None
+    reference_prefix: str = Field("shap_", min_length=1)
+    window_rows: int = Field(500, ge=10, le=100_000)
+    min_samples: int = Field(30, ge=1)
+
+    @model_validator(mode="after")
+    def _model_for_model_source(self) -> AttributionWindowSection:
+        if self.source == "model" and self.model is None:
+            raise ValueError("source: model needs model: the path of the joblib model file")
+        return self
+
+
 class ModelConfig(_Section):
     """One monitored model: its reference, prediction, windows, drift settings and retention."""
 
@@ -573,6 +648,9 @@ class ModelConfig(_Section):
     rolling_reference: int | None = Field(None, ge=1, le=1000)
     data_quality: DataQualitySection = DataQualitySection()
     performance_estimation: PerformanceEstimationSection | None = None
+    multivariate: MultivariateWindowSection | None = None
+    attribution: AttributionWindowSection | None = None
+    change_detection: ChangeDetectionSection | None = None
 
     @model_validator(mode="before")
     @classmethod
@@ -609,6 +687,24 @@ class ModelConfig(_Section):
                 "needs labels.enabled: true -- the scores of a window are read from the "
                 "predictions the service stores for label joins (labels may never arrive)"
             )
+        return value
+
+    @field_validator("change_detection")
+    @classmethod
+    def _change_detection_fits_the_model(
+        cls, value: ChangeDetectionSection | None, info: ValidationInfo
+    ) -> ChangeDetectionSection | None:
+        if value is None:
+            return value
+        labels = info.data.get("labels")
+        if labels is not None and not labels.enabled:
+            raise ValueError(
+                "needs labels.enabled: true -- the score and error streams are read from the "
+                "predictions the service stores for label joins"
+            )
+        prediction = info.data.get("prediction")
+        if prediction is not None:
+            value.check_task(prediction.task)
         return value
 
     @field_validator("reference")

@@ -19,6 +19,20 @@ What a window's summary ``details`` hold besides the drift results:
   as ``DataQualityReport.to_dict()``; only for windows with at least
   ``min_records`` rows, like the drift tests (a handful of rows would fail
   the ratio checks by chance);
+* ``multivariate`` (models with a ``multivariate`` section, windows with at
+  least ``min_records`` rows): ``drift`` (any method flagged), the row
+  samples' sizes and one ``MultivariateResult.to_dict()`` per method, from
+  the window's merged row sample against the reference's (or the rolling
+  reference's merged samples); ``{"error": "..."}`` when a side has no sample;
+* ``attribution`` and ``drift_impact`` (models with an ``attribution``
+  section, windows with at least ``min_records`` rows): SHAP attribution
+  drift against the reference's summary and the features ranked by drift
+  impact, see :mod:`monitor.attribution`;
+* ``change_detection`` (models with a ``change_detection`` section, every
+  window): where the online change detectors found a change in the window's
+  stored scores and labelled errors, in event-time order
+  (:func:`monitor.change_detection.change_points`); recomputed with quality
+  when late labels arrive;
 * ``estimated_performance``: the CBPE estimate (``PerformanceEstimate.to_dict()``
   plus coverage) for models with ``performance_estimation``, again only for
   windows with at least ``min_records`` rows. The estimator is the one stored
@@ -42,21 +56,46 @@ import time
 from collections import Counter
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from pathlib import Path
+from typing import Any, NamedTuple
 
+from detectors.attribution import AttributionSummary
 from detectors.drift import DriftReport, compare_sketches
+from detectors.errors import IncompatibleSketchError
+from detectors.multivariate import multivariate_drift
 from detectors.profile import ReferenceProfile
 from detectors.quality import data_quality
 from detectors.sketch import WindowSketch
-from monitor.config import ServiceConfig
+from monitor.attribution import WindowExplainer, attribution_details
+from monitor.change_detection import (
+    ChangeDetectionSection,
+    change_points,
+    error_points,
+    score_points,
+)
+from monitor.config import MultivariateWindowSection, ServiceConfig
 from monitor.metrics import FeatureObservation, Metrics
 from monitor.quality import estimated_metrics, estimated_performance, model_quality
-from monitor.runtime import ModelRuntime, StoredReference, sketch_from_bytes
+from monitor.runtime import ModelRuntime, StoredReference, partial_from_bytes
 from monitor.store import Store
-from monitor.store.rows import FeatureResultRow, WindowSummaryRow
+from monitor.store.rows import FeatureResultRow, JoinedPrediction, WindowSummaryRow
 from monitor.windows import Watermarks
 
 log = logging.getLogger(__name__)
+
+
+class MergedWindow(NamedTuple):
+    """A window's partials merged: the sketch, its profile version, rows left out, SHAP summary.
+
+    ``sketch`` and ``version`` are None without partials; ``rows_other_profiles``
+    counts the rows of partials on another profile version; ``attribution``
+    merges the partials' summaries of ``explanations`` (None when none has one).
+    """
+
+    sketch: WindowSketch | None
+    version: int | None
+    rows_other_profiles: int
+    attribution: AttributionSummary | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,9 +126,10 @@ class Evaluator:
         self.owner = owner
         self.clock = clock
         self._references: dict[tuple[str, int], StoredReference] = {
-            (name, r.profile_version): StoredReference(r.profile, r.estimator)
+            (name, r.profile_version): StoredReference(r.profile, r.estimator, r.attribution)
             for name, r in self.runtimes.items()
         }
+        self._explainers: dict[Path, WindowExplainer] = {}
         self._latest_end: dict[str, float] = {}
         self._latest_labelled_end: dict[str, float] = {}
         # Per model: labelled predictions per stored window bucket, as seen by refresh_labels.
@@ -200,15 +240,14 @@ class Evaluator:
 
     def evaluate(self, runtime: ModelRuntime, start: float, end: float) -> WindowOutcome:
         """Merge the window's partials, run the model's detectors and store the results."""
-        sketch, version, ignored = self._merged(runtime, start)
+        sketch, version, ignored, explained = self._merged(runtime, start)
         rows = sketch.rows if sketch is not None else 0
         labelled, with_request = self.store.label_coverage(runtime.name, start, end)
         stored = None if version is None else self._reference(runtime.name, version)
         estimator = stored.estimator if stored is not None else runtime.estimator
+        joined = self.store.joined_with_times(runtime.name, start, end)
         quality = model_quality(
-            runtime.config.prediction,
-            self.store.joined(runtime.name, start, end),
-            estimator=estimator,
+            runtime.config.prediction, [row for _, row in joined], estimator=estimator
         )
         details: dict[str, object] = {
             "profile_version": version,
@@ -218,6 +257,10 @@ class Evaluator:
             "quality": quality.metrics,
             "quality_report": quality.report,
         }
+        if runtime.config.change_detection is not None:
+            details["change_detection"] = self._change_detection(
+                runtime, runtime.config.change_detection, start, end, joined
+            )
         if sketch is None or version is None or rows < runtime.config.window.min_records:
             summary = WindowSummaryRow(
                 model=runtime.name,
@@ -238,9 +281,17 @@ class Evaluator:
         details["data_quality"] = self._data_quality(runtime, profile, sketch)
         if runtime.config.performance_estimation is not None:
             details["estimated_performance"] = self._estimate(runtime, version, start, end, rows)
+        if runtime.config.multivariate is not None:
+            details["multivariate"] = _multivariate(
+                runtime.config.multivariate, profile, sketch, reference
+            )
         report = compare_sketches(
             profile, sketch, runtime.settings, prediction=runtime.prediction, reference=reference
         )
+        if runtime.config.attribution is not None:
+            details["attribution"], details["drift_impact"] = self._attribution(
+                runtime, version, sketch, explained, report
+            )
         summary = WindowSummaryRow(
             model=runtime.name,
             window_start=start,
@@ -281,29 +332,31 @@ class Evaluator:
         )
         return WindowOutcome(summary, report)
 
-    def _merged(
-        self, runtime: ModelRuntime, start: float
-    ) -> tuple[WindowSketch | None, int | None, int]:
+    def _merged(self, runtime: ModelRuntime, start: float) -> MergedWindow:
         """Merge the window's partials binned on its most common profile version.
 
-        Returns ``(sketch, version, rows on other versions)``; partials on other
-        versions (a profile changed mid-window) cannot be merged and are counted.
+        Partials on other versions (a profile changed mid-window) cannot be
+        merged and are counted in ``rows_other_profiles``.
         """
         decoded = []
         for row in self.store.partials_for_window(runtime.name, start):
-            version, sketch = self._decode(runtime.name, row.sketch)
-            decoded.append((version, sketch))
+            decoded.append(self._decode(runtime.name, row.sketch))
         if not decoded:
-            return None, None, 0
+            return MergedWindow(None, None, 0, None)
         by_rows: Counter[int] = Counter()
-        for version, sketch in decoded:
+        for version, sketch, _ in decoded:
             by_rows[version] += sketch.rows
         version, _ = by_rows.most_common(1)[0]
         merged: WindowSketch | None = None
-        for v, sketch in decoded:
-            if v == version:
-                merged = sketch if merged is None else merged.merge(sketch)
-        return merged, version, sum(n for v, n in by_rows.items() if v != version)
+        attribution: AttributionSummary | None = None
+        for v, sketch, explained in decoded:
+            if v != version:
+                continue
+            merged = sketch if merged is None else merged.merge(sketch)
+            if explained is not None:
+                attribution = explained if attribution is None else attribution.merge(explained)
+        other = sum(n for v, n in by_rows.items() if v != version)
+        return MergedWindow(merged, version, other, attribution)
 
     def _rolling_reference(
         self, runtime: ModelRuntime, start: float, version: int
@@ -321,7 +374,7 @@ class Evaluator:
         size = runtime.window.size_s
         merged: WindowSketch | None = None
         for k in range(1, count + 1):
-            previous, previous_version, _ = self._merged(runtime, start - k * size)
+            previous, previous_version, _, _ = self._merged(runtime, start - k * size)
             if (
                 previous is None
                 or previous_version != version
@@ -331,8 +384,10 @@ class Evaluator:
             merged = previous if merged is None else merged.merge(previous)
         return merged
 
-    def _decode(self, model: str, payload: bytes) -> tuple[int, WindowSketch]:
-        return sketch_from_bytes(payload, lambda version: self._profile(model, version))
+    def _decode(
+        self, model: str, payload: bytes
+    ) -> tuple[int, WindowSketch, AttributionSummary | None]:
+        return partial_from_bytes(payload, lambda version: self._profile(model, version))
 
     def _profile(self, model: str, version: int) -> ReferenceProfile:
         return self._reference(model, version).profile
@@ -356,6 +411,58 @@ class Evaluator:
         except ValueError as error:  # bounds naming a feature an older profile lacks, ...
             log.warning("data quality of %s not checked: %s", runtime.name, error)
             return {"error": str(error)}
+
+    def _attribution(
+        self,
+        runtime: ModelRuntime,
+        version: int,
+        sketch: WindowSketch,
+        explained: AttributionSummary | None,
+        report: DriftReport,
+    ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+        """The window's attribution drift and drift-impact ranking (see monitor.attribution)."""
+        section = runtime.config.attribution
+        if section is None:
+            return {}, []
+        stored = self._reference(runtime.name, version)
+        current = explained or AttributionSummary.empty()
+        if section.source == "model" and section.model is not None:
+            if sketch.sample is None:
+                return {
+                    "error": "some of the window's partial sketches have no row sample "
+                    "(written before attribution from the model was configured)"
+                }, []
+            explainer = self._explainers.setdefault(section.model, WindowExplainer(section.model))
+            try:
+                current = explainer.summary(
+                    sketch.sample, dict(stored.profile.specs), stored.profile.sample, section
+                )
+            except ValueError as error:
+                log.warning("attribution of %s not computed: %s", runtime.name, error)
+                return {"error": str(error), "source": section.source}, []
+        return attribution_details(section, stored.attribution, current, report)
+
+    def _change_detection(
+        self,
+        runtime: ModelRuntime,
+        section: ChangeDetectionSection,
+        start: float,
+        end: float,
+        joined: list[tuple[float, JoinedPrediction]],
+    ) -> dict[str, Any]:
+        """The online change detectors over the window's score and error streams."""
+        scores = (
+            self.store.scores_with_times(runtime.name, start, end)
+            if "score" in section.streams
+            else []
+        )
+        return change_points(
+            section,
+            scores=score_points([s for _, s in scores], [t for t, _ in scores]),
+            errors=error_points(
+                runtime.config.prediction, [row for _, row in joined], [t for t, _ in joined]
+            ),
+        )
 
     def _estimate(
         self, runtime: ModelRuntime, version: int, start: float, end: float, rows: int
@@ -413,6 +520,19 @@ class Evaluator:
         # missing shares, which are the data-quality "missing" values of the same features.
         estimate = summary.details.get("estimated_performance") or {}
         m.observe_estimated_quality(runtime.name, estimated_metrics(estimate))
+        attribution = summary.details.get("attribution") or {}
+        m.observe_attribution(
+            runtime.name,
+            [
+                (f["name"], f["current_mean_abs"], bool(f["drift"]))
+                for f in attribution.get("features", [])
+            ],
+        )
+        joint = summary.details.get("multivariate") or {}
+        m.observe_multivariate(
+            runtime.name,
+            [(r["method"], r["statistic"], bool(r["drift"])) for r in joint.get("methods", [])],
+        )
 
     def _observe_labels(self, runtime: ModelRuntime, summary: WindowSummaryRow) -> None:
         """Set quality and label coverage from ``summary`` if it is the newest labelled window."""
@@ -427,6 +547,44 @@ class Evaluator:
         m = self.metrics
         m.label_coverage_ratio.labels(model=runtime.name).set(labelled / total)
         m.observe_quality(runtime.name, details.get("quality") or {})
+
+
+def _multivariate(
+    section: MultivariateWindowSection,
+    profile: ReferenceProfile,
+    sketch: WindowSketch,
+    reference: WindowSketch | None,
+) -> dict[str, Any]:
+    """The joint-drift results of the window's row sample, as JSON (or an error)."""
+    base = reference or profile.reference
+    if base.sample is None:
+        return {
+            "error": "the reference profile was stored without a row sample: store a new "
+            "reference (driftline reference build) with multivariate configured"
+        }
+    if sketch.sample is None:
+        return {
+            "error": "some of the window's partial sketches have no row sample (written "
+            "before multivariate was configured)"
+        }
+    try:
+        results = multivariate_drift(
+            profile,
+            sketch,
+            section.methods,
+            alpha=section.alpha,
+            seed=section.seed,
+            max_levels=section.max_levels,
+            reference=reference,
+        )
+    except IncompatibleSketchError as error:  # samples over different features
+        return {"error": str(error)}
+    return {
+        "drift": any(r.drift for r in results),
+        "rows_reference": base.sample.rows,
+        "rows_current": sketch.sample.rows,
+        "methods": [r.to_dict() for r in results],
+    }
 
 
 def _finite(value: float) -> float | None:

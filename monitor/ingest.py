@@ -258,6 +258,7 @@ class Ingestor:
     def _predictions(self, tp: TopicPartition, messages: list[Any]) -> None:
         state = self.states[tp]
         valid: list[PredictionRecord] = []
+        offsets: list[int] = []
         limit = self.config.consumer.max_record_bytes
         for message in messages:
             decoded = decode_prediction(message.value, message.timestamp, max_bytes=limit)
@@ -267,8 +268,9 @@ class Ingestor:
                 self._dead_letter(tp, message, decoded)
             else:
                 valid.append(decoded)
+                offsets.append(message.offset)
         next_offset = messages[-1].offset + 1
-        outcome = state.add(self.runtimes, valid, next_offset, self.clock())
+        outcome = state.add(self.runtimes, valid, next_offset, self.clock(), offsets)
 
         for model, count in outcome.counted.items():
             self.metrics.records_total.labels(model=model).inc(count)

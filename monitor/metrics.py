@@ -56,6 +56,7 @@ from prometheus_client import generate_latest as _generate_latest
 
 __all__ = [
     "CONTENT_TYPE",
+    "EXTENSION_METRICS",
     "METRICS",
     "FeatureObservation",
     "FeatureValues",
@@ -181,6 +182,36 @@ METRICS: tuple[MetricDeclaration, ...] = (
 )
 
 
+#: Metrics beyond the DESIGN.md table (same naming rules): joint and attribution drift of the
+#: latest evaluated window, set only for models that configure those detectors.
+EXTENSION_METRICS: tuple[MetricDeclaration, ...] = (
+    _declare(
+        "multivariate_drift_score",
+        "gauge",
+        ("model", "method"),
+        "Statistic of a multivariate (joint) drift method in the latest evaluated window.",
+    ),
+    _declare(
+        "multivariate_drift_detected",
+        "gauge",
+        ("model", "method"),
+        "1 when a multivariate drift method flagged the latest evaluated window, else 0.",
+    ),
+    _declare(
+        "attribution_mean_abs_shap",
+        "gauge",
+        ("model", "feature"),
+        "Mean |SHAP value| of a feature in the latest evaluated window.",
+    ),
+    _declare(
+        "attribution_drift_detected",
+        "gauge",
+        ("model", "feature"),
+        "1 when a feature's attribution drifted in the latest evaluated window, else 0.",
+    ),
+)
+
+
 class FeatureObservation(NamedTuple):
     """One feature's result in a window, as :meth:`Metrics.observe_window` takes it.
 
@@ -226,10 +257,14 @@ class Metrics:
     consumer_lag_records: Gauge
     alerts_total: Counter
     webhook_deliveries_total: Counter
+    multivariate_drift_score: Gauge
+    multivariate_drift_detected: Gauge
+    attribution_mean_abs_shap: Gauge
+    attribution_drift_detected: Gauge
 
     def __init__(self, registry: CollectorRegistry) -> None:
         self.registry = registry
-        for declaration in METRICS:
+        for declaration in (*METRICS, *EXTENSION_METRICS):
             factory = Counter if declaration.kind == "counter" else Gauge
             metric = factory(
                 declaration.name, declaration.help, declaration.labels, registry=registry
@@ -255,6 +290,26 @@ class Metrics:
     def observe_estimated_quality(self, model: str, values: Mapping[str, float | None]) -> None:
         """Set ``driftline_model_quality_estimated{model, metric}``, as :meth:`observe_quality`."""
         self._replace_metrics("model_quality_estimated", model, values)
+
+    def observe_multivariate(
+        self, model: str, results: Iterable[tuple[str, float | None, bool]]
+    ) -> None:
+        """Set the multivariate gauges from ``(method, statistic, drift)`` of one window."""
+        results = list(results)
+        self._replace_metrics("multivariate_drift_score", model, {m: v for m, v, _ in results})
+        self._replace_metrics(
+            "multivariate_drift_detected", model, {m: float(d) for m, _, d in results}
+        )
+
+    def observe_attribution(
+        self, model: str, features: Iterable[tuple[str, float | None, bool]]
+    ) -> None:
+        """Set the attribution gauges from ``(feature, mean |SHAP|, drift)`` of one window."""
+        features = list(features)
+        self._replace_metrics("attribution_mean_abs_shap", model, {f: v for f, v, _ in features})
+        self._replace_metrics(
+            "attribution_drift_detected", model, {f: float(d) for f, _, d in features}
+        )
 
     def _replace_metrics(
         self, attribute: str, model: str, values: Mapping[str, float | None]

@@ -88,15 +88,17 @@ def replay(config: ServiceConfig, path: Path, metrics: Metrics | None = None) ->
         state = PartitionState(topic=f"replay:{path.name}", partition=0)
         result = ReplayResult()
         batch: list[PredictionRecord] = []
+        lines: list[int] = []  # the batch's line numbers: its records' offsets
         offset = 0
 
         def flush() -> None:
-            outcome = state.add(runtimes, batch, offset, now=0.0)
+            outcome = state.add(runtimes, batch, offset, now=0.0, offsets=lines)
             result.counted += sum(outcome.counted.values())
             result.late += sum(outcome.late.values())
             batch.clear()
+            lines.clear()
 
-        for offset, raw in enumerate(raw_records(path), start=1):  # noqa: B007
+        for offset, raw in enumerate(raw_records(path), start=1):
             decoded = decode_prediction(raw, max_bytes=config.consumer.max_record_bytes)
             if isinstance(decoded, PredictionRecord):
                 decoded = route(decoded, known)
@@ -107,6 +109,7 @@ def replay(config: ServiceConfig, path: Path, metrics: Metrics | None = None) ->
                 ).inc()
                 continue
             batch.append(decoded)
+            lines.append(offset)
             if len(batch) >= BATCH:
                 flush()
         flush()

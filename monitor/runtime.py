@@ -20,7 +20,7 @@ import json
 import logging
 from collections import Counter
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from operator import itemgetter
 from typing import Any
 
@@ -28,12 +28,14 @@ import numpy as np
 import orjson
 import pandas as pd
 
-from detectors._arrays import canonical_label
+from detectors._arrays import FloatArray, canonical_label
+from detectors.attribution import AttributionSummary
 from detectors.drift import DriftSettings
 from detectors.kinds import ColumnKind
 from detectors.performance import CBPE
 from detectors.profile import ReferenceProfile
 from detectors.quality import DataQualityThresholds
+from detectors.sample import RowSample, UInt64Array, hash_ids
 from detectors.sketch import (
     CategoricalSketch,
     CategoricalSpec,
@@ -42,6 +44,7 @@ from detectors.sketch import (
     NumericSpec,
     WindowSketch,
 )
+from monitor.attribution import explanation_columns, reference_attribution
 from monitor.config import ModelConfig
 from monitor.records import PredictionRecord
 from monitor.windows import WindowSpec
@@ -52,6 +55,8 @@ log = logging.getLogger(__name__)
 PREDICTION = "prediction"
 #: Key of the fitted performance estimator beside the profile's keys in a stored reference.
 ESTIMATOR_KEY = "performance_estimation"
+#: Key of the reference's SHAP summary beside the profile's keys in a stored reference.
+ATTRIBUTION_KEY = "attribution"
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,7 +65,8 @@ class ModelRuntime:
 
     ``window``, ``settings`` and ``data_quality`` are derived once here: the
     hot path reads the window for every record. ``estimator`` is the
-    performance estimator stored with the profile (None without one).
+    performance estimator stored with the profile and ``attribution`` the
+    reference's SHAP summary (None without them).
     Raises ``ValueError`` if ``data_quality.bounds`` names something that is
     not a numeric feature of the profile.
     """
@@ -69,13 +75,16 @@ class ModelRuntime:
     profile: ReferenceProfile
     profile_version: int
     estimator: CBPE | None = None
+    attribution: AttributionSummary | None = None
     window: WindowSpec = field(init=False)
     settings: DriftSettings = field(init=False)
     feature_names: tuple[str, ...] = field(init=False)
     data_quality: DataQualityThresholds = field(init=False)
+    sample_size: int | None = field(init=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "window", self.config.window.spec)
+        object.__setattr__(self, "sample_size", window_sample_size(self.config))
         object.__setattr__(self, "settings", self.config.drift.settings())
         names = tuple(n for n in self.profile.specs if n != PREDICTION)
         object.__setattr__(self, "feature_names", names)
@@ -98,9 +107,39 @@ class ModelRuntime:
         return self.config.name
 
     @property
+    def explained_by_records(self) -> bool:
+        """Whether the partials sum the records' ``explanations`` (attribution from them)."""
+        return (
+            self.config.attribution is not None and self.config.attribution.source == "explanations"
+        )
+
+    @property
     def prediction(self) -> str | None:
         """:data:`PREDICTION` when the profile has a prediction column, else None."""
         return PREDICTION if PREDICTION in self.profile.specs else None
+
+
+def window_sample_size(config: ModelConfig) -> int | None:
+    """Return how many rows each window's row sample keeps for ``config`` (None: no sample).
+
+    Multivariate drift compares ``multivariate.current_rows`` rows; attribution
+    with ``source: model`` explains ``attribution.window_rows`` rows.
+    """
+    sizes = []
+    if config.multivariate is not None:
+        sizes.append(config.multivariate.current_rows)
+    if config.attribution is not None and config.attribution.source == "model":
+        sizes.append(config.attribution.window_rows)
+    return max(sizes) if sizes else None
+
+
+def reference_sample_size(config: ModelConfig) -> int | None:
+    """Return how many reference rows the profile's row sample keeps (None: no sample)."""
+    if config.multivariate is not None:
+        return config.multivariate.reference_rows
+    if config.attribution is not None and config.attribution.source == "model":
+        return config.attribution.max_rows  # the sampled explainer's background
+    return None
 
 
 def build_profile(config: ModelConfig, frame: pd.DataFrame) -> ReferenceProfile:
@@ -111,6 +150,13 @@ def build_profile(config: ModelConfig, frame: pd.DataFrame) -> ReferenceProfile:
     are left out, and so are ``performance_estimation``'s target column and
     its score column (unless that is the prediction column): they are not
     features, and the records do not carry them.
+
+    With ``multivariate`` (or attribution explained by a model) the profile
+    also keeps a sample of :func:`reference_sample_size` reference rows over
+    the features (not the prediction), keyed by
+    :func:`~detectors.sample.row_keys` -- the reference's side of the
+    windows' joint-drift tests. Columns holding the reference's SHAP values
+    (:func:`monitor.attribution.explanation_columns`) are left out.
     """
     kinds: dict[str, Any] = {k: v for k, v in config.columns.kinds.items() if k in frame.columns}
     if PREDICTION in frame.columns:
@@ -119,48 +165,69 @@ def build_profile(config: ModelConfig, frame: pd.DataFrame) -> ReferenceProfile:
     estimation = config.performance_estimation
     if estimation is not None:
         left_out |= {estimation.target, estimation.score} - {PREDICTION}
+    left_out |= set(explanation_columns(config, [str(c) for c in frame.columns]))
     columns = [c for c in frame.columns if c not in left_out]
-    return ReferenceProfile.from_frame(
+    profile = ReferenceProfile.from_frame(
         frame[columns],
         kinds,
         bins=config.drift.bins,
         max_categories=config.drift.max_categories,
     )
+    size = reference_sample_size(config)
+    if size is None:
+        return profile
+    specs = {name: spec for name, spec in profile.specs.items() if name != PREDICTION}
+    sample = RowSample.from_frame(frame[list(specs)], specs, size=size)
+    return replace(profile, reference=replace(profile.reference, sample=sample))
 
 
 @dataclass(frozen=True, slots=True)
 class StoredReference:
-    """What a profile store row holds: the profile and the optional fitted estimator."""
+    """What a profile store row holds: the profile, the fitted estimator, the SHAP summary."""
 
     profile: ReferenceProfile
     estimator: CBPE | None = None
+    attribution: AttributionSummary | None = None
 
     def to_bytes(self) -> bytes:
-        """Serialise as the profile's JSON with the estimator under :data:`ESTIMATOR_KEY`."""
-        if self.estimator is None:
+        """Serialise as the profile's JSON with the estimator and SHAP summary beside its keys."""
+        if self.estimator is None and self.attribution is None:
             return self.profile.to_bytes()
-        data = {**self.profile.to_dict(), ESTIMATOR_KEY: self.estimator.to_dict()}
+        data = self.profile.to_dict()
+        if self.estimator is not None:
+            data[ESTIMATOR_KEY] = self.estimator.to_dict()
+        if self.attribution is not None:
+            data[ATTRIBUTION_KEY] = self.attribution.to_dict()
         return json.dumps(data, separators=(",", ":")).encode()
 
     @classmethod
     def from_bytes(cls, payload: bytes) -> StoredReference:
-        """Read :meth:`to_bytes` output, or a bare profile stored before estimators existed."""
+        """Read :meth:`to_bytes` output, or a bare profile stored before those keys existed."""
         data = json.loads(payload)
         estimator = data.get(ESTIMATOR_KEY)
+        attribution = data.get(ATTRIBUTION_KEY)
         return cls(
             profile=ReferenceProfile.from_dict(data),
             estimator=None if estimator is None else CBPE.from_dict(estimator),
+            attribution=None if attribution is None else AttributionSummary.from_dict(attribution),
         )
 
 
 def build_reference(config: ModelConfig, frame: pd.DataFrame) -> StoredReference:
-    """Return the profile of ``frame`` and, with ``performance_estimation``, its fitted CBPE.
+    """Return the profile of ``frame``, its fitted CBPE and its SHAP summary, as configured.
 
     Raises ``ValueError`` (one sentence naming the column or setting) when the
-    estimator cannot be fitted: a missing column, no usable rows, labels of a
-    single class, or a positive class that cannot be inferred.
+    estimator cannot be fitted -- a missing column, no usable rows, labels of
+    a single class, or a positive class that cannot be inferred -- or the
+    reference's SHAP values can be neither read nor computed.
     """
-    return StoredReference(build_profile(config, frame), fit_estimator(config, frame))
+    profile = build_profile(config, frame)
+    features = [name for name in profile.specs if name != PREDICTION]
+    return StoredReference(
+        profile,
+        fit_estimator(config, frame),
+        reference_attribution(config, frame, features),
+    )
 
 
 def fit_estimator(config: ModelConfig, frame: pd.DataFrame) -> CBPE | None:
@@ -209,13 +276,32 @@ def fit_estimator(config: ModelConfig, frame: pd.DataFrame) -> CBPE | None:
         ) from error
 
 
+def record_keys(partition: int, offsets: Sequence[int]) -> UInt64Array:
+    """Return the row-sample keys of records at ``offsets`` of ``partition`` (64-bit hashes).
+
+    A record's place in the log identifies it uniquely and is the same on
+    every re-read, so window samples are exact and reproducible (see
+    :mod:`detectors.sample`); request ids are optional and may repeat.
+    """
+    positions = np.asarray(offsets, dtype=np.uint64) | (np.uint64(partition) << np.uint64(48))
+    return hash_ids(positions)
+
+
 def sketch_records(
-    runtime: ModelRuntime, records: Sequence[PredictionRecord], rows: int | None = None
+    runtime: ModelRuntime,
+    records: Sequence[PredictionRecord],
+    rows: int | None = None,
+    *,
+    keys: UInt64Array | None = None,
 ) -> WindowSketch:
     """Return the sketch of ``records`` on the model's profile (columnar, no data frame).
 
     Features absent from a record count as missing. ``rows`` overrides the row
-    count (default ``len(records)``).
+    count (default ``len(records)``). When the model keeps window samples
+    (``runtime.sample_size``), the sketch also holds the bottom-k sample of the
+    records' features keyed by ``keys`` (one 64-bit hash per record, from
+    :func:`record_keys`); without ``keys`` the records are keyed by their
+    position in ``records``, which is right only for a single call per window.
     """
     specs = runtime.profile.specs
     names = runtime.feature_names
@@ -235,16 +321,51 @@ def sketch_records(
         key = runtime.config.prediction.field
         columns[PREDICTION] = [r.prediction.get(key) for r in records]
     features: dict[str, FeatureSketch] = {}
+    encoded: dict[str, FloatArray] = {}
+    sampled = runtime.sample_size is not None
     for name, spec in specs.items():
         values = list(columns.get(name, ()))
         if isinstance(spec, NumericSpec):
-            features[name] = _numeric(spec, values)
+            features[name], array = _numeric(spec, values)
+            if sampled:
+                encoded[name] = np.where(np.isfinite(array), array, np.nan)
         else:
             features[name] = _categorical(spec, values)
-    return WindowSketch(rows=len(records) if rows is None else rows, features=features)
+            if sampled and name != PREDICTION:
+                encoded[name] = spec.encode(pd.Series(values, dtype=object))
+    sample = None
+    if runtime.sample_size is not None:
+        sample = _sample(runtime, encoded, len(records), keys)
+    return WindowSketch(
+        rows=len(records) if rows is None else rows, features=features, sample=sample
+    )
 
 
-def _numeric(spec: NumericSpec, values: list[Any]) -> NumericSketch:
+def _sample(
+    runtime: ModelRuntime, encoded: dict[str, FloatArray], count: int, keys: UInt64Array | None
+) -> RowSample:
+    """The bottom-k sample of the encoded feature columns (the prediction is not sampled)."""
+    names = runtime.feature_names
+    specs = runtime.profile.specs
+    matrix = (
+        np.column_stack([encoded[name] for name in names])
+        if names and count
+        else np.empty((count, len(names)), dtype=np.float64)
+    )
+    if keys is None:
+        keys = hash_ids(np.arange(count, dtype=np.int64))
+    return RowSample.from_rows(
+        names,
+        [specs[name].levels for name in names],
+        matrix,
+        keys,
+        size=runtime.sample_size or 1,
+        hashed=True,
+    )
+
+
+def _numeric(spec: NumericSpec, values: list[Any]) -> tuple[NumericSketch, FloatArray]:
+    """The sketch of ``values`` and the values as floats, row-aligned (NaN where not a number)."""
     invalid = 0
     try:
         # None becomes NaN and booleans 0/1 in one C-level pass.
@@ -254,15 +375,18 @@ def _numeric(spec: NumericSpec, values: list[Any]) -> NumericSketch:
         for value in values:
             if value is None or isinstance(value, int | float):
                 converted.append(np.nan if value is None else float(value))
-            else:
+            else:  # a string in a numeric feature: a type violation, not a missing value
+                converted.append(np.nan)
                 invalid += 1
         array = np.array(converted, dtype=np.float64)
     nan = np.isnan(array)
     finite = np.isfinite(array)
+    missing = int(nan.sum()) - invalid
     infinite = int(array.size - finite.sum() - nan.sum())
-    return NumericSketch.from_values(
-        spec, array[finite], missing=int(nan.sum()), infinite=infinite, invalid=invalid
+    sketch = NumericSketch.from_values(
+        spec, array[finite], missing=missing, infinite=infinite, invalid=invalid
     )
+    return sketch, array
 
 
 def _categorical(spec: CategoricalSpec, values: list[Any]) -> CategoricalSketch:
@@ -283,15 +407,24 @@ def _categorical(spec: CategoricalSpec, values: list[Any]) -> CategoricalSketch:
     return CategoricalSketch.from_counts(spec, labels, missing)
 
 
-def sketch_to_bytes(profile_version: int, sketch: WindowSketch) -> bytes:
-    """Serialise a partial sketch with the profile version whose bins it uses."""
-    return orjson.dumps({"profile_version": profile_version, "sketch": sketch.to_dict()})
+def sketch_to_bytes(
+    profile_version: int, sketch: WindowSketch, attribution: AttributionSummary | None = None
+) -> bytes:
+    """Serialise a partial sketch with the profile version whose bins it uses.
+
+    ``attribution``, the partial's summary of its records' ``explanations``,
+    goes under the key ``"attribution"`` when given.
+    """
+    data: dict[str, Any] = {"profile_version": profile_version, "sketch": sketch.to_dict()}
+    if attribution is not None:
+        data[ATTRIBUTION_KEY] = attribution.to_dict()
+    return orjson.dumps(data)
 
 
-def sketch_from_bytes(
+def partial_from_bytes(
     payload: bytes, profile_for: Callable[[int], ReferenceProfile]
-) -> tuple[int, WindowSketch]:
-    """Return ``(profile_version, sketch)`` from :func:`sketch_to_bytes` output.
+) -> tuple[int, WindowSketch, AttributionSummary | None]:
+    """Return ``(profile_version, sketch, attribution)`` from :func:`sketch_to_bytes` output.
 
     ``profile_for`` returns the profile of a version (a mapping's
     ``__getitem__`` or a loader); the sketch is rebuilt on that profile's
@@ -299,4 +432,17 @@ def sketch_from_bytes(
     """
     data = orjson.loads(payload)
     version = int(data["profile_version"])
-    return version, WindowSketch.from_dict(profile_for(version).specs, data["sketch"])
+    attribution = data.get(ATTRIBUTION_KEY)
+    return (
+        version,
+        WindowSketch.from_dict(profile_for(version).specs, data["sketch"]),
+        None if attribution is None else AttributionSummary.from_dict(attribution),
+    )
+
+
+def sketch_from_bytes(
+    payload: bytes, profile_for: Callable[[int], ReferenceProfile]
+) -> tuple[int, WindowSketch]:
+    """Return ``(profile_version, sketch)`` from :func:`sketch_to_bytes` output."""
+    version, sketch, _ = partial_from_bytes(payload, profile_for)
+    return version, sketch

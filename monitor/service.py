@@ -60,7 +60,11 @@ def load_runtimes(config: ServiceConfig, store: Store) -> dict[str, ModelRuntime
             )
         try:
             runtimes[model.name] = ModelRuntime(
-                model, reference.profile, version, estimator=reference.estimator
+                model,
+                reference.profile,
+                version,
+                estimator=reference.estimator,
+                attribution=reference.attribution,
             )
         except ValueError as error:
             raise ServiceError(str(error)) from error

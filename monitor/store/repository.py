@@ -484,9 +484,20 @@ class Store:
         The window's predictions are those with ``window_start <= event_time <
         window_end`` (so hopping windows share them); ordered by event time.
         """
+        return [row for _, row in self.joined_with_times(model, window_start, window_end)]
+
+    def joined_with_times(
+        self, model: str, window_start: float, window_end: float
+    ) -> list[tuple[float, JoinedPrediction]]:
+        """Return :meth:`joined`'s rows, each with its prediction's event time, in one query."""
         with self.engine.connect() as connection:
             rows = connection.execute(
-                select(Prediction.label, Prediction.score, Label.label.label("true_label"))
+                select(
+                    Prediction.event_time,
+                    Prediction.label,
+                    Prediction.score,
+                    Label.label.label("true_label"),
+                )
                 .join(
                     Label,
                     (Label.model == Prediction.model) & (Label.request_id == Prediction.request_id),
@@ -494,7 +505,10 @@ class Store:
                 .where(*_in_window(model, window_start, window_end))
                 .order_by(Prediction.event_time, Prediction.request_id)
             )
-            return [JoinedPrediction(row.label, row.score, row.true_label) for row in rows]
+            return [
+                (row.event_time, JoinedPrediction(row.label, row.score, row.true_label))
+                for row in rows
+            ]
 
     def window_scores(self, model: str, window_start: float, window_end: float) -> list[float]:
         """Return the scores of the window's stored predictions, labelled or not.
@@ -502,13 +516,19 @@ class Store:
         The window's predictions as in :meth:`joined`; those stored without a
         score are left out. Ordered by event time and request id.
         """
+        return [score for _, score in self.scores_with_times(model, window_start, window_end)]
+
+    def scores_with_times(
+        self, model: str, window_start: float, window_end: float
+    ) -> list[tuple[float, float]]:
+        """Return ``(event_time, score)`` of :meth:`window_scores`' predictions, in one query."""
         with self.engine.connect() as connection:
             rows = connection.execute(
-                select(Prediction.score)
+                select(Prediction.event_time, Prediction.score)
                 .where(*_in_window(model, window_start, window_end), Prediction.score.is_not(None))
                 .order_by(Prediction.event_time, Prediction.request_id)
             )
-            return [float(row.score) for row in rows]
+            return [(row.event_time, float(row.score)) for row in rows]
 
     def labelled_counts(self, model: str, since_event_time: float) -> dict[float, int]:
         """Return ``{prediction window_start: labelled predictions}`` of recent predictions.

@@ -443,13 +443,31 @@ def sample(service: Service, name: str, labels: dict[str, str]) -> float | None:
     return value
 
 
+#: A model section that adds joint drift on small row samples: runs that must store equal
+#: results then also need equal samples (keyed by partition and offset, merged exactly).
+JOINT_DRIFT: dict[str, Any] = {
+    "multivariate": {
+        "methods": ["pca_reconstruction", "mmd"],
+        "reference_rows": 300,
+        "current_rows": 100,
+    }
+}
+
+
 def reference_results(
-    tmp_path: Path, *, bootstrap: str, names: Names, stream: Stream, timeout: float = 60.0
+    tmp_path: Path,
+    *,
+    bootstrap: str,
+    names: Names,
+    stream: Stream,
+    timeout: float = 60.0,
+    model: dict[str, Any] | None = None,
 ) -> Snapshot:
     """Results of one uninterrupted in-process run over the whole topic (own group, SQLite).
 
     Consumes every produced record of ``stream``, checkpoints, evaluates every due
-    window and returns :func:`snapshot` of what it stored.
+    window and returns :func:`snapshot` of what it stored. ``model`` adds sections
+    to the model's config, as in :func:`write_config`.
     """
     url = f"sqlite:///{tmp_path / 'reference-run.db'}"
     path = write_config(
@@ -459,6 +477,7 @@ def reference_results(
         group=unique_name("reference"),
         database_url=url,
         consumer={"max_poll_records": 2000},
+        model=model,
     )
     store_reference(url, path, stream)
     config = ServiceConfig.load(path)

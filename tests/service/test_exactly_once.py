@@ -23,6 +23,7 @@ from sqlalchemy import select
 from monitor.store.models import DONE, WindowClaim
 from tests.servers import unique_name
 from tests.service.harness import (
+    JOINT_DRIFT,
     Monitor,
     MonitorPool,
     Names,
@@ -66,6 +67,7 @@ def test_sigkill_at_random_points_stores_the_uninterrupted_results(
             names=names,
             group=groups[run],
             database_url=url,
+            model=JOINT_DRIFT,
         )
         store_reference(url, config, STREAM)
         procs[run] = monitors.new(config, run).start()
@@ -150,6 +152,8 @@ def test_sigkill_at_random_points_stores_the_uninterrupted_results(
         f"rows per window differ from the produced ones (kills at {kills})"
     )
     assert {w["status"] for w in killed_results.values()} == {"ok"}
+    # Joint drift ran on every window: equal results below mean equal row samples.
+    assert all("methods" in w["details"]["multivariate"] for w in killed_results.values())
     assert sorted(claims) == [(start, DONE) for start in asserted]
     assert_same_results(killed_results, clean_results)
     # The restarts really happened mid-stream, at different points.

@@ -39,6 +39,7 @@ from monitor.store.models import DONE, WindowClaim
 from monitor.store.repository import StaleCheckpointError
 from tests.servers import unique_name
 from tests.service.harness import (
+    JOINT_DRIFT,
     Monitor,
     MonitorPool,
     Names,
@@ -99,6 +100,7 @@ def test_two_then_three_processes_with_one_killed_equal_one_process(
         # Shorter than a takeover (session timeout + rejoin, ~3 s): the victim's partitions
         # must hold the watermark back because nobody attends them, not because of timing.
         consumer={"idle_timeout_s": 2},
+        model=JOINT_DRIFT,
     )
     store_reference(postgres_url, config, stream)
     records = [r for i in range(stream.windows) for r in stream.records(i)]
@@ -178,7 +180,11 @@ def test_two_then_three_processes_with_one_killed_equal_one_process(
     assert {c.owner for c in claims} <= owners
     assert evaluations(monitors, stream.model) == Counter(dict.fromkeys(evaluated, 1))
     assert [results[s]["rows"] for s in evaluated] == [stream.per_window] * len(evaluated)
-    expected = reference_results(tmp_path, bootstrap=bootstrap, names=names, stream=stream)
+    expected = reference_results(
+        tmp_path, bootstrap=bootstrap, names=names, stream=stream, model=JOINT_DRIFT
+    )
+    # Joint drift included: each window's row sample is the same as one process's.
+    assert all("methods" in results[s]["details"]["multivariate"] for s in evaluated)
     assert_same_results(results, expected)
 
 
