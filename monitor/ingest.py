@@ -113,6 +113,12 @@ class Ingestor:
         self._retry_at: float | None = None
         self._backoff_s = 0.0
         self._paused: set[TopicPartition] = set()
+        # Partitions assigned to this consumer whose state is not loaded: the load failed
+        # (database outage) or a stale checkpoint dropped it (fenced off). Never derived
+        # from consumer.assignment(): between a revocation and the next assignment
+        # kafka-python still lists the revoked partitions there, and loading one of them
+        # then would consume (and heartbeat) a partition the group gives to another member.
+        self._unloaded: set[TopicPartition] = set()
         # When this consumer last (re)attached to each partition: assigned it, or resumed
         # fetching after a broker or database outage. Heartbeats report a partition idle
         # only after idle_timeout_s of fetching it without records since then.
@@ -248,8 +254,9 @@ class Ingestor:
         self._paused = {tp for tp in self._paused if tp in assigned and tp not in self.states}
 
     def _load_missing(self) -> None:
-        """Load assigned partitions that have no state (loading failed, or fenced off)."""
-        missing = [tp for tp in self.consumer.assignment() if tp not in self.states]
+        """Load assigned partitions whose state could not be loaded or was fenced off."""
+        assigned = self.consumer.assignment()
+        missing = [tp for tp in self._unloaded if tp in assigned and tp not in self.states]
         if missing and self.assign(missing) and self._retry_at is None:
             self._resume_paused()
 
@@ -387,6 +394,7 @@ class Ingestor:
                 log.warning("%s; dropping their state and reloading them if still assigned", stale)
                 for topic, partition in stale.partitions:
                     self._drop(TopicPartition(topic, partition))
+                    self._unloaded.add(TopicPartition(topic, partition))
                 self.checkpoint(heartbeat=heartbeat)
                 return
         for state in self.states.values():
@@ -504,9 +512,12 @@ class Ingestor:
             try:
                 self._load(topic, tps)
             except Exception as exc:  # the database is unreachable: retried before a later poll
+                self._unloaded.update(tps)
                 self._pause(tps)
                 self._back_off(f"loading the stored state of {len(tps)} {topic} partitions", exc)
                 loaded = False
+            else:
+                self._unloaded.difference_update(tps)
         return loaded
 
     def _load(self, topic: str, tps: list[TopicPartition]) -> None:
@@ -577,6 +588,7 @@ class Ingestor:
         for tp in partitions:
             self._drop(tp)
             self._paused.discard(tp)
+            self._unloaded.discard(tp)
 
 
 class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]

@@ -417,3 +417,47 @@ def test_a_taken_over_partition_is_not_called_idle_before_its_first_fetch(
         consumer.at = consumer.fetched_highwater = consumer.end_offset = 55  # read them all
         heir.checkpoint(heartbeat=True)
         assert store.progress_updated_at(group, tp.topic)[0] > written
+
+
+def test_a_revoked_partition_is_not_reloaded_while_the_group_rebalances(
+    postgres_url: str, tmp_path: Path
+) -> None:
+    """Between a revocation and the next assignment kafka-python still lists the partition.
+
+    Reloading it then (as a partition whose load had failed) made a member consume
+    and heartbeat a partition the group had given to another member: seen as
+    windows evaluated without that partition's records after a member joined.
+    Only a partition assigned to this consumer and not loaded is loaded again.
+    """
+    stream = Stream(model=unique_name("credit"), windows=1, per_window=10, drift_from=9)
+    names = Names.fresh(stream.model)
+    path = write_config(
+        tmp_path / "rebalance.yaml",
+        bootstrap="127.0.0.1:9",
+        names=names,
+        group=unique_name("rebalance"),
+        database_url=postgres_url,
+    )
+    store_reference(postgres_url, path, stream)
+    config = ServiceConfig.load(path)
+    tp = TopicPartition(names.predictions, 0)
+    with opened(postgres_url) as store:
+        consumer = _FakeConsumer(tp)  # assignment() keeps returning tp, as mid-rebalance
+        member = Ingestor(
+            config,
+            store,
+            load_runtimes(config, store),
+            Metrics(CollectorRegistry()),
+            consumer=consumer,  # type: ignore[arg-type]
+            producer=_FakeProducer(),  # type: ignore[arg-type]
+        )
+        member.assign([tp])
+        assert tp in member.states
+        member.revoke([tp])
+        seeks = len(consumer.seeks)
+        member.poll_once()
+        member.poll_once()
+        assert tp not in member.states, "a revoked partition was reloaded during the rebalance"
+        assert len(consumer.seeks) == seeks
+        member.assign([tp])  # the next generation gives it back: loaded again
+        assert tp in member.states
