@@ -10,8 +10,12 @@ Procedure, with ``n_r`` reference rows, ``n_c`` current rows and ``d`` columns:
 3. Fit PCA by SVD of the standardised fit rows; keep the fewest components
    whose explained variance reaches ``variance`` of the total (0.9 by default).
 4. The error of a row ``z`` is the mean squared residual per column,
-   ``||z - V V^T z||^2 / d`` (``V``: the kept components). The **statistic** is
-   the mean error of the current rows.
+   ``||z - V V^T z||^2 / d`` (``V``: the kept components), counted as 0 below
+   1e-12 (rounding noise: when the kept components span every direction the
+   reference varies in, as with a few independent features or one-hot
+   columns that always sum to one, residuals are ~1e-31 and would otherwise
+   be compared as if they meant something). The **statistic** is the mean
+   error of the current rows.
 5. The **threshold** comes from the held-out reference rows, which, like the
    current rows, were not used in fitting: with ``m_h`` their mean error, draw
    ``bootstrap`` pairs of (a chunk of ``n_c`` held-out errors, with
@@ -52,6 +56,8 @@ from detectors.multivariate.base import (
     standardizer,
 )
 
+#: Mean squared residuals (in squared standard deviations) below this are rounding noise.
+_NOISE = 1e-12
 #: Bootstrap draws held in memory at once (rows x draws), to bound memory on large inputs.
 _DRAWS_PER_BATCH = 1 << 22
 
@@ -142,7 +148,10 @@ class PCAReconstruction(MultivariateMethod):
         def errors(rows: FloatArray) -> FloatArray:
             z = standardize(rows, mean, scale)
             residual = z - (z @ basis) @ basis.T
-            return np.asarray(np.einsum("ij,ij->i", residual, residual) / z.shape[1])
+            error = np.einsum("ij,ij->i", residual, residual) / z.shape[1]
+            # Rounding noise is not an error: when the kept components span every direction
+            # the reference varies in, residuals are ~1e-31 and comparing them is meaningless.
+            return np.asarray(np.where(error < _NOISE, 0.0, error))
 
         statistic = float(errors(current).mean())
         held_errors = errors(held_out)
