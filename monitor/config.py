@@ -482,9 +482,17 @@ class WindowSection(_Section):
 
 
 class RetentionSection(_Section):
-    """How long stored predictions are kept (for label joins)."""
+    """How long stored predictions (for label joins) and partial sketches are kept.
+
+    ``partials``: the per-partition partial sketches of evaluated windows are
+    deleted once the window ended this long before the watermark (results,
+    claims and offsets stay). The service keeps them longer when late-label
+    re-evaluation (``labels.max_delay``) or a ``rolling_reference`` still
+    needs them: see :meth:`ModelConfig.partials_kept_s`.
+    """
 
     predictions: Seconds = 7 * 86400.0
+    partials: Seconds = 7 * 86400.0
 
 
 class LabelsSection(_Section):
@@ -716,6 +724,22 @@ class ModelConfig(_Section):
                 f"({', '.join(_REFERENCE_SUFFIXES)}), got {value.name!r}"
             )
         return value
+
+    def partials_kept_s(self) -> float:
+        """Return how long after its end an evaluated window keeps its partial sketches.
+
+        ``retention.partials``, raised to what the service still reads: a
+        re-evaluation after late labels (``labels.max_delay``) and the rolling
+        reference (``rolling_reference`` previous windows) merge stored
+        partials. One window size of margin covers hopping windows.
+        """
+        size = self.window.spec.size_s
+        needed = [self.retention.partials]
+        if self.labels.enabled:
+            needed.append(self.labels.max_delay + size)
+        if self.rolling_reference is not None:
+            needed.append((self.rolling_reference + 1) * size)
+        return max(needed)
 
     @model_validator(mode="after")
     def _retention_covers_labels(self) -> ModelConfig:

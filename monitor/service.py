@@ -176,6 +176,9 @@ class Service:
             cutoff = mark - runtime.config.retention.predictions
             try:
                 removed = self.store.delete_older_than(runtime.name, cutoff)
+                removed += self.store.delete_partials_before(
+                    runtime.name, mark - runtime.config.partials_kept_s()
+                )
             except Exception:
                 log.exception("retention clean-up failed for %s", runtime.name)
                 continue

@@ -72,6 +72,10 @@ def test_production_config(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> N
     assert all(m.window.hop is not None for m in config.models)  # hopping windows
     assert config.model("credit-risk").window.spec == WindowSpec(3600.0, 900.0, 300.0)
     assert config.model("credit-risk").prediction.kind is ColumnKind.CATEGORICAL
+    credit = config.model("credit-risk")
+    assert credit.multivariate is not None
+    assert credit.change_detection is not None
+    assert credit.partials_kept_s() == 14 * 86400.0  # retention.partials covers max_delay
     assert config.database.url_env == "DRIFTLINE_DATABASE_URL"
 
     monkeypatch.setenv("KAFKA_USERNAME", "driftline")
@@ -674,3 +678,17 @@ def test_performance_estimation_needs_stored_predictions(tmp_path: Path) -> None
     message = load_error(tmp_path, "models:\n  - {name: m, performance_estimation: {target: y}}\n")
     assert ": models.0.performance_estimation: " in message
     assert "needs labels.enabled: true" in message
+
+
+def test_partials_are_kept_as_long_as_late_labels_and_the_rolling_reference_need_them():
+    def kept(**model: object) -> float:
+        config = ServiceConfig.model_validate({"models": [{"name": "m", **model}]})
+        return config.models[0].partials_kept_s()
+
+    assert kept() == 7 * 86400.0
+    assert kept(retention={"partials": "1h"}) == 3600.0
+    # Late labels re-evaluate windows up to max_delay back: their partials must stay.
+    labels = {"enabled": True, "max_delay": "2h"}
+    assert kept(retention={"partials": "1h"}, labels=labels) == 2 * 3600.0 + 3600.0
+    # A rolling reference of 5 one-hour windows merges partials 5 windows back.
+    assert kept(retention={"partials": "1h"}, rolling_reference=5) == 6 * 3600.0

@@ -565,6 +565,23 @@ class Store:
             ).one()
         return int(row[0]), int(row[1])
 
+    def delete_partials_before(self, model: str, cutoff_window_end: float) -> int:
+        """Delete the partials of ``model``'s evaluated windows that ended before the cutoff.
+
+        Only windows whose claim is done lose their partials: a window not yet
+        evaluated keeps them whatever its age. Results, claims and offsets
+        are not touched. Returns the number of partial rows deleted.
+        """
+        with self._writer.begin() as connection:
+            deleted = connection.execute(
+                delete(Partial).where(
+                    Partial.model == model,
+                    Partial.window_end < cutoff_window_end,
+                    _evaluated_before(model, cutoff_window_end),
+                )
+            )
+            return int(deleted.rowcount)
+
     def delete_older_than(self, model: str, cutoff_event_time: float) -> int:
         """Delete ``model``'s predictions and labels with event time before the cutoff.
 
@@ -592,6 +609,16 @@ class Store:
             )
             # rowcount is only known while the cursor is open, before the commit.
             return int(labels.rowcount) + int(predictions.rowcount)
+
+
+def _evaluated_before(model: str, cutoff_window_end: float) -> ColumnElement[bool]:
+    """Partials of ``model``'s windows evaluated (claim done) that ended before the cutoff."""
+    evaluated = select(WindowClaim.window_start).where(
+        WindowClaim.model == model,
+        WindowClaim.status == DONE,
+        WindowClaim.window_end < cutoff_window_end,
+    )
+    return Partial.window_start.in_(evaluated)
 
 
 def _in_window(

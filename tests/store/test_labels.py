@@ -2,7 +2,15 @@
 
 from __future__ import annotations
 
-from monitor.store import JoinedPrediction, LabelRow, PartialRow, PredictionRow, ProgressRow, Store
+from monitor.store import (
+    JoinedPrediction,
+    LabelRow,
+    PartialRow,
+    PredictionRow,
+    ProgressRow,
+    Store,
+    WindowSummaryRow,
+)
 
 
 def prediction(
@@ -125,3 +133,50 @@ def test_empty_batches_are_no_ops(store: Store) -> None:
     store.checkpoint("g", [], [])
 
     assert store.label_coverage("credit-risk", 0.0, 60.0) == (0, 0)
+
+
+def test_partials_of_evaluated_old_windows_are_deleted(store: Store) -> None:
+    """Only windows that ended before the cutoff *and* were evaluated lose their partials."""
+
+    def partial(start: float, partition: int) -> PartialRow:
+        return PartialRow(
+            model="credit-risk",
+            window_start=start,
+            window_end=start + 60.0,
+            topic="t",
+            partition=partition,
+            sketch=b"s",
+            rows=1,
+        )
+
+    rows = [partial(start, p) for start in (0.0, 60.0, 120.0) for p in (0, 1)]
+    other = PartialRow(
+        model="other",
+        window_start=0.0,
+        window_end=60.0,
+        topic="t",
+        partition=0,
+        sketch=b"s",
+        rows=1,
+    )
+    store.checkpoint("g", [*rows, other], [])
+    for start in (0.0, 120.0):  # window 60 stays unevaluated
+        assert store.claim_window("credit-risk", start, start + 60.0, "me", 60.0)
+        summary = WindowSummaryRow(
+            model="credit-risk",
+            window_start=start,
+            window_end=start + 60.0,
+            rows=2,
+            status="ok",
+            dataset_drift=False,
+            drift_share=0.0,
+        )
+        store.finish_window("credit-risk", start, summary, [])
+    assert store.claim_window("other", 0.0, 60.0, "me", 60.0)
+
+    assert store.delete_partials_before("credit-risk", cutoff_window_end=150.0) == 2
+    assert store.partials_for_window("credit-risk", 0.0) == []
+    assert len(store.partials_for_window("credit-risk", 60.0)) == 2  # not evaluated
+    assert len(store.partials_for_window("credit-risk", 120.0)) == 2  # ends after the cutoff
+    assert store.partials_for_window("other", 0.0) == [other]  # another model
+    assert store.delete_partials_before("credit-risk", cutoff_window_end=150.0) == 0
