@@ -276,6 +276,7 @@ class RowSample:
         *,
         size: int = DEFAULT_SAMPLE_SIZE,
         hashed: bool = False,
+        seen: int | None = None,
     ) -> RowSample:
         """Return the sample of the rows ``values`` (2-d, encoded as in the module docstring).
 
@@ -283,7 +284,8 @@ class RowSample:
         ``hashed`` is true: then they already are 64-bit hashes (from
         :func:`row_keys`, :func:`hash_rows` or :func:`hash_ids`) and are used as
         they are. This is the entry point for rows that are not in a data frame
-        (the service's records).
+        (the service's records). ``seen`` counts the rows offered when only
+        the :func:`candidate_rows` of them are passed (default: the rows passed).
         """
         matrix = _canonical(np.asarray(values, dtype=np.float64))
         if matrix.ndim != 2 or matrix.shape[1] != len(columns):
@@ -300,7 +302,7 @@ class RowSample:
             size=size,
             keys=hashes[chosen],
             values=matrix[chosen],
-            seen=int(matrix.shape[0]),
+            seen=int(matrix.shape[0]) if seen is None else seen,
         )
 
     @classmethod
@@ -342,6 +344,11 @@ class RowSample:
     def rows(self) -> int:
         """Number of rows kept (``min(size, seen)``)."""
         return int(self.keys.size)
+
+    @property
+    def bound(self) -> np.uint64 | None:
+        """The largest key kept once the sample is full (None before): no larger key can enter."""
+        return self.keys[-1] if self.rows == self.size else None
 
     def matrix(self, max_levels: int = DEFAULT_ONE_HOT_LEVELS) -> FloatArray:
         """Return the kept rows with categorical codes one-hot encoded (see :func:`one_hot`)."""
@@ -411,6 +418,23 @@ class RowSample:
             values=flat.reshape(keys.size, len(columns)),
             seen=int(data["seen"]),
         )
+
+
+def candidate_rows(
+    keys: UInt64Array, size: int, bound: np.uint64 | None = None
+) -> npt.NDArray[np.intp]:
+    """Return the positions (ascending) of the rows that can enter a bottom-``size`` sample.
+
+    Those are the rows whose key is not above the ``size``-th smallest of
+    ``keys`` (ties included) and, when the rows will be merged into a sample
+    whose :attr:`RowSample.bound` is ``bound``, not above that either. Encoding
+    only these rows and passing ``seen=len(keys)`` to :meth:`RowSample.from_rows`
+    gives the same merged sample as encoding them all.
+    """
+    positions = _candidates(keys, size)
+    if bound is not None:
+        positions = positions[keys[positions] <= bound]
+    return positions
 
 
 def _candidates(keys: UInt64Array, size: int) -> npt.NDArray[np.intp]:

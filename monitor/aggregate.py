@@ -19,6 +19,8 @@ from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
+import numpy as np
+
 from detectors.attribution import AttributionSummary
 from detectors.profile import ReferenceProfile
 from detectors.sample import UInt64Array
@@ -121,7 +123,9 @@ class PartitionState:
                     keys = record_keys(self.partition, offsets)
                 member_keys = keys[members]
             chosen = [records[i] for i in members]
-            sketch = sketch_records(runtime, chosen, keys=member_keys)
+            sketch = sketch_records(
+                runtime, chosen, keys=member_keys, sample_bound=self._sample_bound(runtime, start)
+            )
             explained = records_attribution(chosen) if runtime.explained_by_records else None
             self._merge(runtime, start, end, sketch, explained)
         self.max_event_time = high
@@ -135,6 +139,13 @@ class PartitionState:
         """Advance past records that carried no valid prediction (invalid or labels)."""
         self.next_offset = next_offset
         self.progress_dirty = True
+
+    def _sample_bound(self, runtime: ModelRuntime, start: float) -> np.uint64 | None:
+        """The bound of the row sample the window's next rows merge into (None: keep all)."""
+        known = self.partials.get((runtime.name, start))
+        if known is None or known.profile_version != runtime.profile_version:
+            return None
+        return None if known.sketch.sample is None else known.sketch.sample.bound
 
     def _merge(
         self,

@@ -25,6 +25,7 @@ from operator import itemgetter
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 import orjson
 import pandas as pd
 
@@ -35,7 +36,7 @@ from detectors.kinds import ColumnKind
 from detectors.performance import CBPE
 from detectors.profile import ReferenceProfile
 from detectors.quality import DataQualityThresholds
-from detectors.sample import RowSample, UInt64Array, hash_ids
+from detectors.sample import RowSample, UInt64Array, candidate_rows, hash_ids
 from detectors.sketch import (
     CategoricalSketch,
     CategoricalSpec,
@@ -293,6 +294,7 @@ def sketch_records(
     rows: int | None = None,
     *,
     keys: UInt64Array | None = None,
+    sample_bound: np.uint64 | None = None,
 ) -> WindowSketch:
     """Return the sketch of ``records`` on the model's profile (columnar, no data frame).
 
@@ -302,6 +304,9 @@ def sketch_records(
     records' features keyed by ``keys`` (one 64-bit hash per record, from
     :func:`record_keys`); without ``keys`` the records are keyed by their
     position in ``records``, which is right only for a single call per window.
+    ``sample_bound`` is the :attr:`~detectors.sample.RowSample.bound` of the
+    sample this one will be merged into: rows above it are not encoded, which
+    keeps the merge exact and makes a full window's sample cost a hash per record.
     """
     specs = runtime.profile.specs
     names = runtime.feature_names
@@ -322,38 +327,42 @@ def sketch_records(
         columns[PREDICTION] = [r.prediction.get(key) for r in records]
     features: dict[str, FeatureSketch] = {}
     encoded: dict[str, FloatArray] = {}
-    sampled = runtime.sample_size is not None
+    positions: npt.NDArray[np.intp] | None = None
+    if runtime.sample_size is not None:
+        if keys is None:
+            keys = hash_ids(np.arange(len(records), dtype=np.int64))
+        positions = candidate_rows(keys, runtime.sample_size, sample_bound)
     for name, spec in specs.items():
         values = list(columns.get(name, ()))
         if isinstance(spec, NumericSpec):
             features[name], array = _numeric(spec, values)
-            if sampled:
-                encoded[name] = np.where(np.isfinite(array), array, np.nan)
+            if positions is not None:
+                chosen = array[positions]
+                encoded[name] = np.where(np.isfinite(chosen), chosen, np.nan)
         else:
             features[name] = _categorical(spec, values)
-            if sampled and name != PREDICTION:
-                encoded[name] = spec.encode(pd.Series(values, dtype=object))
+            if positions is not None and name != PREDICTION:
+                chosen_values = [values[i] for i in positions]
+                encoded[name] = spec.encode(pd.Series(chosen_values, dtype=object))
     sample = None
-    if runtime.sample_size is not None:
-        sample = _sample(runtime, encoded, len(records), keys)
+    if positions is not None and keys is not None:
+        sample = _sample(runtime, encoded, keys[positions], len(records))
     return WindowSketch(
         rows=len(records) if rows is None else rows, features=features, sample=sample
     )
 
 
 def _sample(
-    runtime: ModelRuntime, encoded: dict[str, FloatArray], count: int, keys: UInt64Array | None
+    runtime: ModelRuntime, encoded: dict[str, FloatArray], keys: UInt64Array, seen: int
 ) -> RowSample:
-    """The bottom-k sample of the encoded feature columns (the prediction is not sampled)."""
+    """The bottom-k sample of the encoded candidate rows (the prediction is not sampled)."""
     names = runtime.feature_names
     specs = runtime.profile.specs
     matrix = (
         np.column_stack([encoded[name] for name in names])
-        if names and count
-        else np.empty((count, len(names)), dtype=np.float64)
+        if names and keys.size
+        else np.empty((keys.size, len(names)), dtype=np.float64)
     )
-    if keys is None:
-        keys = hash_ids(np.arange(count, dtype=np.int64))
     return RowSample.from_rows(
         names,
         [specs[name].levels for name in names],
@@ -361,6 +370,7 @@ def _sample(
         keys,
         size=runtime.sample_size or 1,
         hashed=True,
+        seen=seen,
     )
 
 
