@@ -328,7 +328,7 @@ def error_points(
     :func:`change_points`).
     """
     # Imported here: monitor.quality imports monitor.config, which may import this module.
-    from monitor.quality import stored_label
+    from monitor.quality import label_number, stored_label
 
     times = _times(event_times, len(joined))
     points: list[Point] = []
@@ -341,8 +341,8 @@ def error_points(
                 points.append((t, 0.0 if right else 1.0))
         return points
     for t, row in zip(times, joined, strict=True):
-        target = _number(row.label)
-        predicted = row.score if row.score is not None else _number(row.predicted_label)
+        target = label_number(row.label)
+        predicted = row.score if row.score is not None else label_number(row.predicted_label)
         if target is None or predicted is None or not math.isfinite(predicted):
             points.append((t, None))
         else:
@@ -434,14 +434,3 @@ def _times(event_times: Sequence[float | None] | None, count: int) -> Sequence[f
     if len(event_times) != count:
         raise ValueError(f"{len(event_times)} event times for {count} values")
     return event_times
-
-
-def _number(text: str | None) -> float | None:
-    """``text`` as a finite number, or None (as monitor.quality reads regression labels)."""
-    if text is None:
-        return None
-    try:
-        value = float(text)
-    except ValueError:
-        return None
-    return value if math.isfinite(value) else None

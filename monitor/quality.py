@@ -71,6 +71,7 @@ __all__ = [
     "QualityResult",
     "estimated_metrics",
     "estimated_performance",
+    "label_number",
     "model_quality",
     "stored_label",
 ]
@@ -182,8 +183,8 @@ def _classification(joined: Sequence[JoinedPrediction], positive: str | None) ->
 def _regression(joined: Sequence[JoinedPrediction]) -> QualityResult:
     targets, predictions = [], []
     for j in joined:
-        target = _number(j.label)
-        predicted = j.score if j.score is not None else _number(j.predicted_label)
+        target = label_number(j.label)
+        predicted = j.score if j.score is not None else label_number(j.predicted_label)
         if target is None or predicted is None or not math.isfinite(predicted):
             continue
         targets.append(target)
@@ -238,7 +239,12 @@ def _default_positive(labels: set[str]) -> str | None:
     return None
 
 
-def _number(text: str | None) -> float | None:
+def label_number(text: str | None) -> float | None:
+    """Return a stored label (text) as a finite number, or None when it is not one.
+
+    >>> [label_number(t) for t in ("2.5", "nan", "approve", None)]
+    [2.5, None, None, None]
+    """
     if text is None:
         return None
     try:
