@@ -12,11 +12,13 @@ dashboards are checked in four ways instead:
   not know, so a key of the file missing after the round trip is a typo or a
   field Grafana does not have; the few keys the SDK legitimately does not
   model are listed in :data:`SDK_UNMODELLED` with the reason.
-- Contract: every PromQL expression references only ``driftline_*`` metrics
-  of the DESIGN.md table (imported from ``monitor.metrics.METRICS``) and only
-  their label names, in matchers, ``by``/``without`` clauses and legends; every
-  selector of a metric with a ``model`` (or ``feature``) label filters on the
-  dashboard variable.
+- Contract: every PromQL expression references only declared ``driftline_*``
+  metrics -- the DESIGN.md table (``monitor.metrics.METRICS``) and the
+  extension metrics beyond it (``monitor.metrics.EXTENSION_METRICS``), both
+  imported -- and only their label names, in matchers, ``by``/``without``
+  clauses and legends; every selector of a metric with a ``model`` (or
+  ``feature``) label filters on the dashboard variable. Every declared metric
+  is shown by at least one panel.
 - A real Prometheus (integration): it scrapes an exposition made by
   ``monitor.metrics`` and runs every dashboard expression; each must be valid
   PromQL and every panel query must return data.
@@ -45,7 +47,7 @@ import pytest
 import yaml
 from prometheus_client import CollectorRegistry
 
-from monitor.metrics import CONTENT_TYPE, METRICS, Metrics, render
+from monitor.metrics import CONTENT_TYPE, EXTENSION_METRICS, METRICS, Metrics, render
 from tests import servers
 
 REPO = Path(__file__).resolve().parents[2]
@@ -57,6 +59,13 @@ DASHBOARD_FILES = sorted(DASHBOARD_DIR.glob("*.json"))
 
 #: ``{metric name: label names}`` of the DESIGN.md contract, from the code that declares it.
 CONTRACT: dict[str, frozenset[str]] = {m.name: frozenset(m.labels) for m in METRICS}
+
+#: The same for the metrics beyond the DESIGN.md table (joint and attribution drift), which
+#: exist only for models configuring those sections, also from the code that declares them.
+EXTENSIONS: dict[str, frozenset[str]] = {m.name: frozenset(m.labels) for m in EXTENSION_METRICS}
+
+#: Every metric a dashboard may query: the contract and the extensions.
+DECLARED: dict[str, frozenset[str]] = {**CONTRACT, **EXTENSIONS}
 
 #: Grafana's built-in variables the dashboards may use, with the value the integration
 #: test substitutes (a range of a few scrapes at the 1 s scrape interval it configures).
@@ -335,7 +344,10 @@ def legend_labels(legend: str) -> set[str]:
 
 
 def contract_errors(query: Query, known_variables: set[str]) -> list[str]:
-    """Everything in ``query`` that breaks the metrics contract or the dashboard conventions."""
+    """Everything in ``query`` that breaks the metrics contract or the dashboard conventions.
+
+    Metrics and labels are checked against :data:`DECLARED` (contract and extensions).
+    """
     errors = []
     try:
         parsed = parse(query.expr)
@@ -349,9 +361,9 @@ def contract_errors(query: Query, known_variables: set[str]) -> list[str]:
         errors.append(f"{query.where}: unknown variable ${name} in {query.expr!r}")
     used_labels: set[str] = set()
     for selector in parsed.selectors:
-        labels = CONTRACT.get(selector.metric)
+        labels = DECLARED.get(selector.metric)
         if labels is None:
-            errors.append(f"{query.where}: {selector.metric} is not a contract metric")
+            errors.append(f"{query.where}: {selector.metric} is not a declared metric")
             continue
         used_labels |= labels
         matched = {name: (op, value) for name, op, value in selector.matchers}
@@ -364,9 +376,9 @@ def contract_errors(query: Query, known_variables: set[str]) -> list[str]:
     for keyword, clause_labels, metrics in parsed.clauses:
         if not metrics:
             errors.append(f"{query.where}: {keyword} (...) over no driftline_* metric")
-        for metric in sorted(metrics & CONTRACT.keys()):
+        for metric in sorted(metrics & DECLARED.keys()):
             for label in clause_labels:
-                if label not in CONTRACT[metric]:
+                if label not in DECLARED[metric]:
                     errors.append(
                         f"{query.where}: {keyword} ({label}) but {metric} has no label {label!r}"
                     )
@@ -374,7 +386,7 @@ def contract_errors(query: Query, known_variables: set[str]) -> list[str]:
         errors.append(f"{query.where}: legend uses {{{{{label}}}}}, a label no metric here has")
     if query.label is not None:
         for selector in parsed.selectors:
-            if query.label not in CONTRACT.get(selector.metric, {query.label}):
+            if query.label not in DECLARED.get(selector.metric, {query.label}):
                 errors.append(f"{query.where}: {selector.metric} has no label {query.label!r}")
     return errors
 
@@ -644,9 +656,62 @@ def test_contract_is_imported() -> None:
     assert CONTRACT["driftline_feature_drift_score"] == {"model", "feature", "method"}
 
 
+def test_extensions_are_imported() -> None:
+    """The extension metrics come from monitor.metrics, apart from the contract's names."""
+    assert len(EXTENSIONS) == 4
+    assert not EXTENSIONS.keys() & CONTRACT.keys()
+    assert EXTENSIONS["driftline_multivariate_drift_score"] == {"model", "method"}
+    assert EXTENSIONS["driftline_attribution_drift_detected"] == {"model", "feature"}
+
+
+def panel_metrics() -> dict[str, set[str]]:
+    """``{metric name: titles of the panels querying it}`` over every dashboard."""
+    shown: dict[str, set[str]] = {}
+    for path in DASHBOARD_FILES:
+        for panel in iter_panels(load(path)):
+            for target in panel.get("targets", []):
+                for selector in parse(target["expr"]).selectors:
+                    shown.setdefault(selector.metric, set()).add(f"{path.name}: {panel['title']}")
+    return shown
+
+
+@pytest.mark.parametrize(
+    "metric", [pytest.param(m.name, id=m.name) for m in (*METRICS, *EXTENSION_METRICS)]
+)
+def test_every_declared_metric_has_a_panel(metric: str) -> None:
+    """Each contract and extension metric is queried by at least one panel (not only by an
+    annotation or variable), so a newly declared metric cannot go unshown."""
+    assert panel_metrics().get(metric), f"no dashboard panel queries {metric}"
+
+
+def test_extension_metrics_are_in_their_row() -> None:
+    """The four extension metrics are shown in the overview's joint and attribution row."""
+    dashboard = load(DASHBOARD_DIR / "driftline-overview.json")
+    panels = dashboard["panels"]
+    (row_index,) = [
+        i for i, p in enumerate(panels) if p["type"] == "row" and "attribution" in p["title"]
+    ]
+    row: list[Json] = []  # the panels up to the next row, or nested in it if collapsed
+    for panel in panels[row_index + 1 :]:
+        if panel["type"] == "row":
+            break
+        row.append(panel)
+    row += panels[row_index].get("panels", [])
+    assert row, "the joint and attribution row has no panels"
+    metrics = {
+        selector.metric
+        for panel in row
+        for target in panel["targets"]
+        for selector in parse(target["expr"]).selectors
+    }
+    assert metrics == EXTENSIONS.keys(), metrics
+    for panel in row:
+        assert "Empty unless the model configures" in panel["description"], panel["title"]
+
+
 @pytest.mark.parametrize("path", _dashboard_params())
 def test_queries_use_only_contract_metrics_and_labels(path: Path) -> None:
-    """Every expression names contract metrics and labels, and filters on the variables."""
+    """Every expression names declared metrics and labels, and filters on the variables."""
     dashboard = load(path)
     known = set(dashboard_variables(dashboard)) | set(GRAFANA_BUILTINS)
     queries = list(iter_queries(dashboard))
@@ -658,8 +723,13 @@ def test_queries_use_only_contract_metrics_and_labels(path: Path) -> None:
 @pytest.mark.parametrize(
     ("expr", "legend", "problem"),
     [
-        ('driftline_records{model="$model"}', "", "is not a contract metric"),
-        ('driftline_records_total_created{model="$model"}', "", "is not a contract metric"),
+        ('driftline_records{model="$model"}', "", "is not a declared metric"),
+        ('driftline_records_total_created{model="$model"}', "", "is not a declared metric"),
+        ('driftline_multivariate_drift{model="$model"}', "", "is not a declared metric"),
+        ('driftline_multivariate_drift_score{model="$model", feature="x"}', "", "has no label"),
+        ("driftline_attribution_drift_detected", "", 'must be filtered with model="$model"'),
+        ('max by (method) (driftline_attribution_mean_abs_shap{model="$model"})', "", "has no"),
+        ('driftline_multivariate_drift_detected{model="$model"}', "{{feature}}", "legend uses"),
         ('driftline_records_total{model="$model", reason="x"}', "", "has no label 'reason'"),
         ("driftline_records_total", "", 'must be filtered with model="$model"'),
         ('driftline_records_total{model="credit-risk"}', "", "must be filtered"),
@@ -685,6 +755,12 @@ def test_contract_check_accepts_valid_queries() -> None:
         ('time() - max(driftline_window_end_timestamp_seconds{model="$model"})', ""),
         ("sum by (topic, partition) (driftline_consumer_lag_records)", "{{partition}}"),
         ('driftline_alerts_total{model="$model", rule=~"a\\"b|c"}', "{{rule}}"),
+        ('max by (method) (driftline_multivariate_drift_score{model="$model"})', "{{method}}"),
+        (
+            "sort_desc(topk(5, max by (feature) "
+            '(driftline_attribution_mean_abs_shap{model="$model"})))',
+            "{{feature}}",
+        ),
     ]:
         query = Query("test", expr, legend, variables=("model",), panel=True)
         assert contract_errors(query, {"model", *GRAFANA_BUILTINS}) == []
@@ -698,7 +774,7 @@ SAMPLE_TIMEOUT = 30.0
 
 
 def populate(metrics: Metrics) -> None:
-    """Give every contract metric series for :data:`MODEL` (and some for :data:`OTHER_MODEL`)."""
+    """Give every declared metric series for :data:`MODEL` (and some for :data:`OTHER_MODEL`)."""
     metrics.records_total.labels(model=MODEL).inc(100)
     metrics.records_invalid_total.labels(model=MODEL, reason="malformed_json").inc(3)
     metrics.records_late_total.labels(model=MODEL).inc(2)
@@ -720,6 +796,10 @@ def populate(metrics: Metrics) -> None:
     metrics.consumer_lag_records.labels(topic="predictions", partition="0").set(42)
     metrics.alerts_total.labels(model=MODEL, rule="feature-drift", severity="critical").inc()
     metrics.webhook_deliveries_total.labels(target="retrain", outcome="delivered").inc()
+    metrics.observe_multivariate(MODEL, [("domain_classifier", 0.74, True), ("mmd", 0.002, False)])
+    metrics.observe_attribution(
+        MODEL, [("age", 0.08, False), (FEATURE, 0.42, True), ("region", 0.01, False)]
+    )
     # Another model, whose series the $model filter must keep out.
     metrics.records_total.labels(model=OTHER_MODEL).inc(5)
     metrics.observe_window(
@@ -730,6 +810,8 @@ def populate(metrics: Metrics) -> None:
         records=10,
         window_end=time.time(),
     )
+    metrics.observe_multivariate(OTHER_MODEL, [("pca_reconstruction", 9.0, True)])
+    metrics.observe_attribution(OTHER_MODEL, [("zip", 5.0, True)])
 
 
 @contextlib.contextmanager
@@ -917,3 +999,21 @@ def test_dashboard_queries_run_on_real_prometheus(tmp_path: Path) -> None:
     assert rate[0][1] > 0, rate
     drifted = value_of(f'sum(driftline_feature_drift_detected{{model="{MODEL}"}})')
     assert drifted[0][1] == 1.0, drifted
+    joint = value_of(f'max by (method) (driftline_multivariate_drift_detected{{model="{MODEL}"}})')
+    assert sorted((s["method"], v) for s, v in joint) == [
+        ("domain_classifier", 1.0),
+        ("mmd", 0.0),
+    ], joint
+    shap = value_of(
+        "sort_desc(topk(15, max by (feature) "
+        f'(driftline_attribution_mean_abs_shap{{model="{MODEL}"}})))'
+    )
+    assert [(s["feature"], v) for s, v in shap] == [
+        (FEATURE, 0.42),
+        ("age", 0.08),
+        ("region", 0.01),
+    ]
+    attribution = value_of(
+        f'max by (feature) (driftline_attribution_drift_detected{{model="{MODEL}"}})'
+    )
+    assert {s["feature"]: v for s, v in attribution} == {FEATURE: 1.0, "age": 0.0, "region": 0.0}
