@@ -304,3 +304,36 @@ def test_bad_sections_are_config_errors(tmp_path):
     message = str(error.value)
     assert "source: model needs model" in message
     assert "unknown multivariate method 'nope'" in message
+
+
+def test_a_profile_stored_before_the_sections_reports_errors_not_results(tmp_path):
+    """Sections turned on for a model whose stored profile predates them: clear errors."""
+    reference = correlated(1000, 0.9, np.random.default_rng(4))
+    config = configured(tmp_path, {}, reference)  # stored without sample or SHAP summary
+    body = {
+        "database": {"url": config.database_url()},
+        "models": [
+            {
+                "name": "joint",
+                "window": {"size": "1m", "allowed_lateness": "0s", "min_records": 50},
+                "multivariate": {"methods": ["pca_reconstruction"]},
+                "attribution": {"source": "explanations"},
+            }
+        ],
+    }
+    path = tmp_path / "later.yaml"
+    path.write_text(orjson.dumps(body).decode())
+    later = ServiceConfig.load(path)
+    log = tmp_path / "log.jsonl"
+    write_log(log, window_frames(rho_after=0.9)[:2])
+    result = replay(later, log)
+    details = result.windows[0].summary.details
+    assert "without a row sample" in details["multivariate"]["error"]
+    assert "without SHAP values" in details["attribution"]["error"]
+    assert details["drift_impact"] == []
+
+
+def test_attribution_without_reference_shap_values_or_a_model_is_refused(tmp_path):
+    reference = correlated(500, 0.0, np.random.default_rng(5))
+    with pytest.raises(ValueError, match=r"add columns named 'shap_' \+ feature"):
+        configured(tmp_path, {"attribution": {"source": "explanations"}}, reference)
