@@ -15,6 +15,7 @@ from typing import Any
 
 import orjson
 import pandas as pd
+from rich import box
 from rich.console import Console
 from rich.table import Table
 
@@ -34,6 +35,9 @@ from monitor.check_multivariate import check_multivariate
 from monitor.check_quality import CheckQuality, check_quality, positive_f1
 from monitor.drift_config import CheckConfig
 from monitor.tables import InputError, read_table
+
+#: Terminals narrower than this get the compact feature table (no vertical borders).
+NARROW_TERMINAL = 100
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -248,24 +252,38 @@ def render_table(result: CheckResult, console: Console) -> None:
     """Print the report as a table, most severe drift first, with a one-line verdict."""
     report = result.report
     order = "by drift impact" if result.attribution is not None else "most severe first"
-    table = Table(title=f"Feature drift ({order})", title_justify="left")
-    for header, justify, no_wrap in (
-        ("feature", "left", True),
-        ("kind", "left", False),
-        ("method", "left", False),
-        ("statistic", "right", True),
-        ("p-value", "right", True),
-        ("threshold", "right", True),
-        ("effect", "right", True),
-        ("missing", "right", True),
-        ("drift", "left", True),
-    ):
-        table.add_column(header, justify=justify, no_wrap=no_wrap)  # type: ignore[arg-type]
+    # Below 100 columns the bordered table squeezed kind and method to nothing: drop the
+    # vertical borders and the effect column (it stays in the JSON), shorten the kind.
+    narrow = console.width < NARROW_TERMINAL
+    table = Table(
+        title=f"Feature drift ({order})",
+        title_justify="left",
+        box=None if narrow else box.HEAVY_HEAD,
+        pad_edge=not narrow,
+        header_style="bold underline" if narrow else "bold",
+    )
+    columns = [
+        ("feature", "left"),
+        ("kind", "left"),
+        ("method", "left"),
+        ("statistic", "right"),
+        ("p-value", "right"),
+        ("threshold", "right"),
+        ("effect", "right"),
+        ("missing", "right"),
+        ("drift", "left"),
+    ]
+    shown = [c for c in columns if not (narrow and c[0] == "effect")]
+    for header, justify in shown:
+        table.add_column(header, justify=justify, no_wrap=True)  # type: ignore[arg-type]
     impact = {} if result.attribution is None else {d.name: d for d in result.attribution.ranking}
     if impact:
         table.add_column("impact", justify="right", no_wrap=True)
     for feature in result.ordered_features():
         cells = _row(feature)
+        if narrow:
+            cells[1] = cells[1][:3]  # "num", "cat"
+            del cells[6]  # effect
         if impact:
             known = impact.get(feature.name)
             cells.append(_number(known.impact if known else None, 3))

@@ -275,3 +275,28 @@ def test_demo_runs_and_reports_injected_drift(tmp_path, capsys):
     assert (tmp_path / "reference.parquet").exists()
     for name in DRIFTED:
         assert name in out
+
+
+def test_an_80_column_table_keeps_every_column_readable(files, capsys, monkeypatch):
+    """In a narrow terminal kind and method are not squeezed away (effect is left out)."""
+    monkeypatch.setenv("COLUMNS", "80")
+    args = ["check", "--reference", str(files["ref.parquet"]), "--current"]
+    code = main([*args, str(files["cur.parquet"]), "--prediction", "score"])
+    assert code == EXIT_OK
+    lines = capsys.readouterr().out.splitlines()
+    header = next(line for line in lines if line.startswith("feature"))
+    assert header.split() == [
+        "feature",
+        "kind",
+        "method",
+        "statistic",
+        "p-value",
+        "threshold",
+        "missing",
+        "drift",
+    ]
+    assert all(len(line) <= 80 for line in lines)
+    rows = [line.split() for line in lines[lines.index(header) + 1 :] if line[:1].isalpha()]
+    kinds = {row[1] for row in rows if row[1] in ("num", "cat")}
+    assert kinds == {"num", "cat"}
+    assert not any("…" in line for line in lines[: lines.index(header) + 10])
