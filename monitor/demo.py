@@ -6,16 +6,30 @@ to any Kafka), stores the reference profile of a synthetic credit model in a
 fresh SQLite database, and runs the monitor in-process with its metrics
 endpoint on 127.0.0.1. A producer thread publishes the model's predictions
 (event time runs 20x faster than the clock, so a one-minute window passes
-every three seconds) and, two windows later, the ground-truth labels for 80%
-of them. From window ``drift_from`` on, two features shift and the model gets
-worse. A live table shows each window as it is evaluated: drift, data quality,
-the accuracy measured on the labels that have arrived, and the accuracy
-estimated without labels (CBPE, fitted on the reference's scores and
-outcomes). Before the drift the two agree; after it the estimate stays high
-while the measured accuracy falls -- the relation between score and outcome
-changed (concept drift), which no label-free estimate can see. The demo stops
-by itself when every window is evaluated (or after ``timeout_s``), or on
-Ctrl-C, and leaves nothing running.
+every three seconds), each with its SHAP values in ``explanations``, and, two
+windows later, the ground-truth labels for 80% of them.
+
+The model is a logistic score, linear in the features (income through its
+log) plus noise it cannot see, so its SHAP values are exact: weight x (term -
+the reference's mean term), on the log-odds scale; the reference carries them
+as ``shap_<feature>`` columns. From window ``drift_from`` on, income and
+utilization shift, and tenure stops rising with age (a change of the joint
+distribution only: both marginals stay); halfway through that window the
+relation between score and outcome flips (concept drift).
+
+A live table shows each window as it is evaluated: dataset drift and the
+drifted features, data quality, joint (multivariate) drift and the methods
+that found it, the features whose attribution drifted, the feature of largest
+drift impact, the first change point of the error stream (ADWIN), the
+accuracy measured on the labels that have arrived, and the accuracy estimated
+without labels (CBPE, fitted on the reference's scores and outcomes). Before
+the drift the two accuracies agree; after it the estimate stays high while
+the measured accuracy falls -- the relation between score and outcome
+changed, which no label-free estimate can see -- and the change detector
+places the onset inside window ``drift_from``. Columns are left out when the
+terminal is too narrow (:func:`monitor.report.fitted_table`). The demo stops
+by itself when every window is evaluated and its labels counted (or after
+``timeout_s``), or on Ctrl-C, and leaves nothing running.
 """
 
 from __future__ import annotations
@@ -28,7 +42,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -36,24 +50,56 @@ import numpy as np
 import orjson
 import pandas as pd
 import yaml
+from rich import box
 from rich.console import Console, Group
 from rich.live import Live
 from rich.progress import BarColumn, Progress, TextColumn
-from rich.table import Table
+from scipy.special import ndtr
+from scipy.stats import gamma
 
 from monitor.config import ServiceConfig
+from monitor.report import (
+    Column,
+    attribution_cell,
+    changes_cell,
+    clock,
+    first_changes,
+    fitted_table,
+    impact_cell,
+    joint_cell,
+)
 from monitor.runtime import PREDICTION, build_reference
 from monitor.service import Service
 from monitor.store import Store
+from monitor.store.rows import WindowSummaryRow
 
 MODEL = "credit-risk"
 FEATURES = ("age", "income", "utilization", "tenure_months", "region", "channel")
 #: Features that shift from the drift window on (the rest keep their distribution).
 DRIFTED = ("income", "utilization")
+#: Features whose dependence changes from the drift window on (their marginals stay).
+DECOUPLED = ("age", "tenure_months")
 WINDOW_S = 60.0
 #: Event-time seconds per wall-clock second.
 SPEED = 20.0
 T0 = 1_800_000_000.0
+#: The model's logit is the sum of one term per feature plus noise the model cannot see:
+#: ``weight x (value - center)`` (income: its log) for numeric features ...
+WEIGHTS = {
+    "age": (-0.02, 48.5),
+    "income": (-0.8, 10.8),
+    "utilization": (3.0, 0.3),
+    "tenure_months": (-0.01, 36.0),
+}
+#: ... and a weight per category for categorical ones.
+LEVELS = {
+    "region": {"EU": 0.0, "US": 0.2, "APAC": -0.1, "LATAM": 0.4},
+    "channel": {"web": 0.0, "branch": -0.2, "partner": 0.3},
+}
+#: Correlation of the normal scores behind age and tenure, before and after the drift.
+TENURE_AGE_CORRELATION = (0.6, 0.0)
+#: Share of the labels sent (the rest never arrive).
+LABELLED = 0.8
 
 
 @dataclass(frozen=True)
@@ -67,16 +113,39 @@ class DemoPlan:
     seed: int = 3
 
 
+def contributions(rows: pd.DataFrame) -> pd.DataFrame:
+    """Each feature's term in the model's logit (the logit is their sum plus noise)."""
+    terms = {}
+    for name in FEATURES:
+        if name in LEVELS:
+            terms[name] = rows[name].map(LEVELS[name]).astype(np.float64).to_numpy()
+        else:
+            weight, center = WEIGHTS[name]
+            value = rows[name].to_numpy(np.float64)
+            terms[name] = weight * ((np.log(value) if name == "income" else value) - center)
+    return pd.DataFrame(terms, index=rows.index)
+
+
+def shap_values(rows: pd.DataFrame, baseline: pd.Series) -> pd.DataFrame:
+    """Exact SHAP values of the linear logit: each term minus its ``baseline`` (reference mean)."""
+    return contributions(rows) - baseline
+
+
 def model_rows(rows: int, rng: np.random.Generator, drift: bool) -> pd.DataFrame:
-    """Synthetic applications and the model's score; with ``drift`` income and utilization move."""
+    """Synthetic applications and the model's score.
+
+    With ``drift`` income and utilization move, and tenure no longer follows
+    age: both come from correlated normal scores (a Gaussian copula), whose
+    correlation drops to zero, so neither marginal changes.
+    """
     income = rng.lognormal(10.8 + (0.35 if drift else 0.0), 0.45, rows)
     utilization = rng.beta(2.0 + (1.5 if drift else 0.0), 5.0, rows)
-    age = rng.integers(18, 80, rows).astype(float)
-    tenure = rng.gamma(3.0, 12.0, rows)
+    rho = TENURE_AGE_CORRELATION[1 if drift else 0]
+    z = rng.standard_normal((2, rows))
+    age = 18.0 + np.floor(ndtr(z[0]) * 62)  # uniform on 18..79
+    tenure = gamma.ppf(ndtr(rho * z[0] + np.sqrt(1 - rho * rho) * z[1]), 3.0, scale=12.0)
     region = rng.choice(["EU", "US", "APAC", "LATAM"], rows, p=[0.4, 0.35, 0.15, 0.1])
     channel = rng.choice(["web", "branch", "partner"], rows, p=[0.55, 0.30, 0.15])
-    logit = 3.0 * (utilization - 0.3) - 0.8 * (np.log(income) - 10.8) + rng.normal(0, 0.6, rows)
-    score = 1.0 / (1.0 + np.exp(-logit))
     frame = pd.DataFrame(
         {
             "age": age,
@@ -85,20 +154,30 @@ def model_rows(rows: int, rng: np.random.Generator, drift: bool) -> pd.DataFrame
             "tenure_months": tenure,
             "region": region,
             "channel": channel,
-            "score": score,
         }
     )
-    frame[PREDICTION] = np.where(score > 0.5, "default", "repaid")
+    logit = contributions(frame).sum(axis=1).to_numpy() + rng.normal(0, 0.6, rows)
+    frame["score"] = 1.0 / (1.0 + np.exp(-logit))
+    frame[PREDICTION] = np.where(frame["score"] > 0.5, "default", "repaid")
     return frame
 
 
-def true_labels(rows: pd.DataFrame, rng: np.random.Generator, drift: bool) -> np.ndarray:
-    """Ground truth: after the drift the relation changes, so the model's accuracy drops."""
+def true_labels(
+    rows: pd.DataFrame, rng: np.random.Generator, flipped: bool | np.ndarray
+) -> np.ndarray:
+    """Ground truth; where ``flipped`` (a bool, or one per row) the score points the wrong way."""
     p = rows["score"].to_numpy()
-    if drift:
-        p = 0.5 - 0.4 * (p - 0.5)  # the score now points the wrong way, weakly
+    p = np.where(flipped, 1.0 - p, p)
     default = rng.random(len(rows)) < p
     return np.where(default, "default", "repaid")
+
+
+@dataclass
+class Sent:
+    """What the producer has sent: predictions, and labels per window index."""
+
+    predictions: int = 0
+    labels: dict[int, int] = field(default_factory=dict)
 
 
 @contextlib.contextmanager
@@ -175,6 +254,21 @@ def demo_config(bootstrap: str, directory: Path, http_port: int) -> ServiceConfi
                 # 600-row windows: ignore chance findings below a 0.1 KS / TV distance,
                 # and call dataset drift when a third of the features move.
                 "drift": {"min_effect_size": 0.1, "drift_share": 0.3},
+                # Joint drift of the window's rows against a 2,000-row reference sample, each
+                # method at 1%: about 0.1 s (pca_reconstruction) and 0.35 s (mmd) a window.
+                # domain_classifier (0.3 s more) made evaluation rounds overrun their 1 s.
+                "multivariate": {"methods": ["pca_reconstruction", "mmd"], "alpha": 0.01},
+                # SHAP values from the records' explanations and the reference's shap_*
+                # columns; a feature's attribution drifts when its mean |SHAP| moves by a
+                # fifth (and the test rejects).
+                "attribution": {"source": "explanations", "threshold": 0.2},
+                # ADWIN over each window's labelled errors, in event-time order, testing
+                # every 8 points (a window has about 480).
+                "change_detection": {
+                    "detectors": ["adwin"],
+                    "streams": ["error"],
+                    "parameters": {"adwin": {"clock": 8}},
+                },
             }
         ],
     }
@@ -183,8 +277,14 @@ def demo_config(bootstrap: str, directory: Path, http_port: int) -> ServiceConfi
     return ServiceConfig.load(path)
 
 
-def produce(bootstrap: str, plan: DemoPlan, stop: threading.Event, sent: list[int]) -> None:
-    """Publish the predictions window by window at demo speed, labels two windows later."""
+def produce(
+    bootstrap: str, plan: DemoPlan, baseline: pd.Series, stop: threading.Event, sent: Sent
+) -> None:
+    """Publish the predictions window by window at demo speed, labels two windows later.
+
+    Each record carries its SHAP values (``baseline``: the reference's mean
+    terms). The outcome flips from the middle of window ``drift_from`` on.
+    """
     from kafka import KafkaProducer
 
     producer = KafkaProducer(bootstrap_servers=bootstrap, linger_ms=20)
@@ -194,7 +294,11 @@ def produce(bootstrap: str, plan: DemoPlan, stop: threading.Event, sent: list[in
         for index in range(plan.windows):
             drift = index >= plan.drift_from
             rows = model_rows(plan.per_window, rng, drift)
-            labels = true_labels(rows, rng, drift)
+            flipped = np.arange(plan.per_window) >= (
+                plan.per_window // 2 if index == plan.drift_from else 0
+            )
+            labels = true_labels(rows, rng, flipped if drift else False)
+            shap = shap_values(rows, baseline).to_numpy()
             start = T0 + index * WINDOW_S
             times = start + np.sort(rng.uniform(0, WINDOW_S, plan.per_window))
             label_values = []
@@ -206,9 +310,10 @@ def produce(bootstrap: str, plan: DemoPlan, stop: threading.Event, sent: list[in
                     "timestamp": int(times[i] * 1000),
                     "features": {k: getattr(row, k) for k in FEATURES},
                     "prediction": {"label": getattr(row, PREDICTION), "score": row.score},
+                    "explanations": dict(zip(FEATURES, shap[i].tolist(), strict=True)),
                 }
                 producer.send("predictions", key=request_id.encode(), value=orjson.dumps(record))
-                if rng.random() < 0.8:
+                if rng.random() < LABELLED:
                     label = {
                         "model": MODEL,
                         "request_id": request_id,
@@ -216,69 +321,120 @@ def produce(bootstrap: str, plan: DemoPlan, stop: threading.Event, sent: list[in
                         "timestamp": int((times[i] + 2 * WINDOW_S) * 1000),
                     }
                     label_values.append(orjson.dumps(label))
-                sent[0] += 1
+                sent.predictions += 1
                 if i % 50 == 0:
                     time.sleep(WINDOW_S / SPEED / (plan.per_window / 50))
                 if stop.is_set():
                     return
             pending.append((index + plan.label_delay_windows, label_values))
             while pending and pending[0][0] <= index:
-                for value in pending.pop(0)[1]:
+                due, values = pending.pop(0)
+                for value in values:
                     producer.send("labels", value=value)
-        for _, values in pending:
+                sent.labels[due - plan.label_delay_windows] = len(values)
+        for due, values in pending:
             for value in values:
                 producer.send("labels", value=value)
+            sent.labels[due - plan.label_delay_windows] = len(values)
         producer.flush()
     finally:
         producer.close()
 
 
-def windows_view(store: Store, plan: DemoPlan, sent: int, progress: Progress) -> Group:
-    """The live display: progress and one row per evaluated window."""
-    table = Table(
-        title=f"driftline demo: {MODEL}, 1-minute windows",
-        caption="* drift injected into income and utilization",
-        title_justify="left",
+#: The live table's columns; ``drop`` > 0 are left out (highest first) on narrow terminals.
+COLUMNS = (
+    Column("window", min_width=5),
+    Column("rows", 4, "right"),
+    Column("drift", min_width=5),
+    Column("share", 4, "right"),
+    Column("drifted features", min_width=11),
+    Column("pred.", 3),
+    Column("data quality", 3),
+    Column("joint", min_width=7),
+    Column("attrib.", min_width=7),
+    Column("top impact", 1, min_width=11),
+    Column("changes", min_width=8),
+    Column("accuracy", justify="right", min_width=8),
+    Column("est. acc.", justify="right", min_width=5),
+    Column("labelled", 2, "right"),
+)
+
+
+def window_cells(store: Store, plan: DemoPlan, summary: WindowSummaryRow) -> list[str]:
+    """One evaluated window as the cells of :data:`COLUMNS`."""
+    index = int((summary.window_start - T0) // WINDOW_S)
+    features = store.feature_results(MODEL, summary.window_start)
+    drifted = [r.feature for r in features if r.drift and r.feature != PREDICTION]
+    details = dict(summary.details)
+    quality = details.get("quality") or {}
+    estimate = details.get("estimated_performance") or {}
+    checks = details.get("data_quality") or {}
+    failed = sorted(
+        {f"{c['check']}:{c['feature']}" for c in checks.get("checks", ()) if not c["passed"]}
     )
-    for header in (
-        "window",
-        "rows",
-        "dataset drift",
-        "share",
-        "drifted features",
-        "prediction",
-        "data quality",
-        "accuracy",
-        "est. accuracy",
-        "labelled",
-    ):
-        table.add_column(header)
-    for summary in reversed(store.window_summaries(MODEL, limit=plan.windows + 1)):
-        index = int((summary.window_start - T0) // WINDOW_S)
-        features = [r for r in store.feature_results(MODEL, summary.window_start)]
-        drifted = ", ".join(r.feature for r in features if r.drift and r.feature != PREDICTION)
-        details = dict(summary.details)
-        quality = details.get("quality") or {}
-        estimate = details.get("estimated_performance") or {}
-        checks = details.get("data_quality") or {}
-        failed = sorted(
-            {f"{c['check']}:{c['feature']}" for c in checks.get("checks", ()) if not c["passed"]}
-        )
-        table.add_row(
-            f"#{index}" + (" *" if index >= plan.drift_from else ""),
-            f"{summary.rows:,}",
-            "[bold red]YES[/]" if summary.dataset_drift else "no",
-            f"{summary.drift_share:.2f}",
-            drifted or "-",
-            "-"
-            if summary.prediction_drift is None
-            else ("[red]DRIFT[/]" if summary.prediction_drift else "ok"),
-            "-" if not checks else ("[red]" + ", ".join(failed) + "[/]" if failed else "ok"),
-            f"{quality['accuracy']:.1%}" if "accuracy" in quality else "-",
-            f"{estimate['accuracy']:.1%}" if estimate.get("accuracy") is not None else "-",
-            f"{details.get('labelled', 0)}",
-        )
+    return [
+        f"#{index}" + (" *" if index >= plan.drift_from else ""),
+        f"{summary.rows:,}",
+        "[bold red]YES[/]" if summary.dataset_drift else "no",
+        f"{summary.drift_share:.2f}",
+        ", ".join(drifted) or "-",
+        "-"
+        if summary.prediction_drift is None
+        else ("[red]DRIFT[/]" if summary.prediction_drift else "ok"),
+        "-" if not checks else ("[red]" + ", ".join(failed) + "[/]" if failed else "ok"),
+        joint_cell(details),
+        attribution_cell(details),
+        impact_cell(details, drifted),
+        changes_cell(details),
+        f"{quality['accuracy']:.1%}" if "accuracy" in quality else "-",
+        f"{estimate['accuracy']:.1%}" if estimate.get("accuracy") is not None else "-",
+        f"{details.get('labelled', 0)}",
+    ]
+
+
+def windows_view(store: Store, plan: DemoPlan, progress: Progress, console: Console) -> Group:
+    """The live display: progress and one row per evaluated window, fitted to ``console``."""
+    rows = [
+        window_cells(store, plan, summary)
+        for summary in reversed(store.window_summaries(MODEL, limit=plan.windows + 1))
+    ]
+    table = fitted_table(
+        COLUMNS,
+        rows,
+        console,
+        title=f"driftline demo: {MODEL}, 1-minute windows",
+        caption="* drift injected into income and utilization, tenure decoupled from age; "
+        f"outcome flips halfway through #{plan.drift_from}",
+        title_justify="left",
+        box=box.SIMPLE_HEAD,
+        collapse_padding=True,
+    )
     return Group(progress, table)
+
+
+def labels_counted(store: Store, sent: Sent) -> bool:
+    """Whether every evaluated window counts all the labels sent for it."""
+    for summary in store.window_summaries(MODEL, limit=len(sent.labels) + 2):
+        index = round((summary.window_start - T0) / WINDOW_S)
+        if summary.details.get("labelled", 0) != sent.labels.get(index, 0):
+            return False
+    return True
+
+
+#: Wall-clock seconds to wait, once every window is evaluated, for the labels to be counted.
+LABELS_WAIT_S = 20.0
+
+
+def demo_reference(plan: DemoPlan) -> tuple[pd.DataFrame, pd.Series]:
+    """The reference (features, score, outcome, ``shap_*``) and the SHAP baseline (mean terms)."""
+    rng = np.random.default_rng(plan.seed + 100)
+    reference = model_rows(20_000, rng, drift=False)
+    reference["outcome"] = true_labels(reference, rng, flipped=False)
+    baseline = contributions(reference).mean()
+    shap = shap_values(reference, baseline)
+    for name in FEATURES:
+        reference[f"shap_{name}"] = shap[name]
+    return reference, baseline
 
 
 def run_demo(
@@ -293,26 +449,27 @@ def run_demo(
     console = console or Console()
     directory = Path(tempfile.mkdtemp(prefix="driftline-demo-"))
     stop = threading.Event()
-    sent = [0]
+    sent = Sent()
     try:
         with embedded_broker() as bootstrap:
             config = demo_config(bootstrap, directory, http_port)
             store = Store.connect(config.database_url())
-            rng = np.random.default_rng(plan.seed + 100)
-            reference = model_rows(20_000, rng, drift=False)
-            reference["outcome"] = true_labels(reference, rng, drift=False)
-            # The profile leaves "score" and "outcome" out; the CBPE is fitted on them.
+            reference, baseline = demo_reference(plan)
+            # The profile leaves "score", "outcome" and the shap_* columns out; the CBPE is
+            # fitted on the first two, the reference's SHAP summary built from the others.
             store.save_profile(MODEL, build_reference(config.model(MODEL), reference).to_bytes())
             service = Service(config)
             producer = threading.Thread(
-                target=produce, args=(bootstrap, plan, stop, sent), daemon=True
+                target=produce, args=(bootstrap, plan, baseline, stop, sent), daemon=True
             )
             service.start()
             api = service.http.url if service.http is not None else "-"
             console.print(
                 f"Broker {bootstrap}; database {config.database_url()};\n"
                 f"API {api}/docs, metrics {api}/metrics, results {api}/api/models\n"
-                f"Drift is injected into {', '.join(DRIFTED)} from window #{plan.drift_from}."
+                f"Drift is injected into {', '.join(DRIFTED)} from window #{plan.drift_from}, "
+                f"which also decouples {' and '.join(DECOUPLED)}; halfway through it the "
+                "outcome flips."
             )
             producer.start()
             progress = Progress(
@@ -322,16 +479,22 @@ def run_demo(
             )
             task = progress.add_task("sent", total=plan.windows * plan.per_window)
             deadline = time.monotonic() + timeout_s
+            done_at: float | None = None
             try:
                 with Live(console=console, refresh_per_second=2, transient=False) as live:
                     while time.monotonic() < deadline:
-                        progress.update(task, completed=sent[0])
-                        live.update(windows_view(store, plan, sent[0], progress))
+                        progress.update(task, completed=sent.predictions)
+                        live.update(windows_view(store, plan, progress, console))
                         evaluated = len(store.window_summaries(MODEL, limit=plan.windows + 1))
                         if not producer.is_alive() and evaluated >= plan.windows - 1:
-                            time.sleep(2)  # late labels: one more evaluation round
-                            live.update(windows_view(store, plan, sent[0], progress))
-                            break
+                            # Late labels: wait until every window has re-evaluated with its own.
+                            done_at = done_at or time.monotonic()
+                            if (
+                                labels_counted(store, sent)
+                                or time.monotonic() - done_at > LABELS_WAIT_S
+                            ):
+                                live.update(windows_view(store, plan, progress, console))
+                                break
                         time.sleep(0.5)
             except KeyboardInterrupt:
                 console.print("Interrupted: stopping.")
@@ -353,10 +516,21 @@ def main_demo(batch: bool, rows: int, directory: Path) -> int:
 
         return run_batch(rows=rows, directory=directory)
     summaries = run_demo()
-    drifted = [s for s in summaries if s.dataset_drift]
+
+    def count(key: str) -> int:
+        return sum(bool((s.details.get(key) or {}).get("drift")) for s in summaries)
+
+    changes = [
+        f"#{round((s.window_start - T0) / WINDOW_S)} at {clock(change['event_time'])}"
+        for s in summaries
+        for change, _ in first_changes(s.details).values()
+    ]
     Console().print(
-        f"\n{len(summaries)} windows evaluated; dataset drift in {len(drifted)} "
-        f"(injected from window #{DemoPlan().drift_from}). Nothing left running."
+        f"\n{len(summaries)} windows evaluated; dataset drift in "
+        f"{sum(s.dataset_drift for s in summaries)}, joint drift in {count('multivariate')}, "
+        f"attribution drift in {count('attribution')} (injected from window "
+        f"#{DemoPlan().drift_from}); error-rate change in {', '.join(changes) or 'none'}. "
+        "Nothing left running."
     )
     return 0
 
