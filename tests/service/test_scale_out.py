@@ -20,6 +20,7 @@ import random
 import re
 import socket
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -32,9 +33,9 @@ from monitor.config import ServiceConfig
 from monitor.ingest import Ingestor
 from monitor.metrics import Metrics
 from monitor.records import PredictionRecord, decode_prediction
-from monitor.runtime import sketch_records, sketch_to_bytes
+from monitor.runtime import ModelRuntime, sketch_records, sketch_to_bytes
 from monitor.service import load_runtimes
-from monitor.store import PartialRow, ProgressRow
+from monitor.store import PartialRow, ProgressRow, Store
 from monitor.store.models import DONE, WindowClaim
 from monitor.store.repository import StaleCheckpointError
 from tests.servers import unique_name
@@ -292,6 +293,25 @@ class _FakeProducer:
     def close(self) -> None: ...
 
 
+def _ingestor(
+    config: ServiceConfig,
+    store: Store,
+    consumer: _FakeConsumer,
+    runtimes: dict[str, ModelRuntime] | None = None,
+    clock: Callable[[], float] | None = None,
+) -> Ingestor:
+    """An Ingestor on the fake consumer and producer (the store and runtimes are real)."""
+    return Ingestor(
+        config,
+        store,
+        runtimes if runtimes is not None else load_runtimes(config, store),
+        Metrics(CollectorRegistry()),
+        consumer=consumer,  # type: ignore[arg-type]
+        producer=_FakeProducer(),  # type: ignore[arg-type]
+        **({} if clock is None else {"clock": clock}),
+    )
+
+
 class _Message:
     def __init__(self, offset: int, value: bytes) -> None:
         self.offset, self.value, self.key, self.timestamp = offset, value, None, 0
@@ -316,14 +336,7 @@ def test_a_fenced_off_ingestor_drops_its_stale_state_and_reloads(
     with opened(postgres_url) as store:
         consumer = _FakeConsumer(tp)
         runtimes = load_runtimes(config, store)
-        zombie = Ingestor(
-            config,
-            store,
-            runtimes,
-            Metrics(CollectorRegistry()),
-            consumer=consumer,  # type: ignore[arg-type]
-            producer=_FakeProducer(),  # type: ignore[arg-type]
-        )
+        zombie = _ingestor(config, store, consumer, runtimes)
         zombie.assign([tp])
         consumer.batches.append({tp: [_Message(i, v) for i, v in enumerate(values[:10])]})
         zombie.poll_once()
@@ -398,15 +411,7 @@ def test_a_taken_over_partition_is_not_called_idle_before_its_first_fetch(
         )
         written = store.progress_updated_at(group, tp.topic)[0]
         consumer = _FakeConsumer(tp)
-        heir = Ingestor(
-            config,
-            store,
-            load_runtimes(config, store),
-            Metrics(CollectorRegistry()),
-            consumer=consumer,  # type: ignore[arg-type]
-            producer=_FakeProducer(),  # type: ignore[arg-type]
-            clock=lambda: written + 100.0,
-        )
+        heir = _ingestor(config, store, consumer, clock=lambda: written + 100.0)
         heir.assign([tp])
         consumer.at, consumer.end_offset = 40, 40  # a lagging end offset: "caught up"
         heir.checkpoint(heartbeat=True)
@@ -443,14 +448,7 @@ def test_a_revoked_partition_is_not_reloaded_while_the_group_rebalances(
     tp = TopicPartition(names.predictions, 0)
     with opened(postgres_url) as store:
         consumer = _FakeConsumer(tp)  # assignment() keeps returning tp, as mid-rebalance
-        member = Ingestor(
-            config,
-            store,
-            load_runtimes(config, store),
-            Metrics(CollectorRegistry()),
-            consumer=consumer,  # type: ignore[arg-type]
-            producer=_FakeProducer(),  # type: ignore[arg-type]
-        )
+        member = _ingestor(config, store, consumer)
         member.assign([tp])
         assert tp in member.states
         member.revoke([tp])
