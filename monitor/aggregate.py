@@ -18,10 +18,12 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import NamedTuple, Protocol, Self, TypeVar
 
 import numpy as np
 
 from detectors.attribution import AttributionSummary
+from detectors.performance import CBPESketch
 from detectors.profile import ReferenceProfile
 from detectors.sample import UInt64Array
 from detectors.sketch import WindowSketch
@@ -31,6 +33,7 @@ from monitor.runtime import (
     ModelRuntime,
     partial_from_bytes,
     record_keys,
+    score_sketch,
     sketch_records,
     sketch_to_bytes,
 )
@@ -44,13 +47,36 @@ class Partial:
     """One model window's partial sketch in one partition, and the profile it is binned on.
 
     ``attribution`` sums the records' ``explanations`` for models whose
-    attribution comes from them (None otherwise).
+    attribution comes from them, ``performance`` is the CBPE sketch of their
+    scores for models with a performance estimator (None otherwise).
     """
 
     window_end: float
     profile_version: int
     sketch: WindowSketch
     attribution: AttributionSummary | None = None
+    performance: CBPESketch | None = None
+
+
+class Extras(NamedTuple):
+    """What a batch adds to a partial besides its sketch (see :class:`Partial`)."""
+
+    attribution: AttributionSummary | None
+    performance: CBPESketch | None
+
+
+class _Mergeable(Protocol):
+    def merge(self, other: Self, /) -> Self: ...
+
+
+M = TypeVar("M", bound=_Mergeable)
+
+
+def _merged(known: M | None, new: M | None) -> M | None:
+    """``known`` merged with ``new``; either alone when the other is None."""
+    if known is None or new is None:
+        return known if new is None else new
+    return known.merge(new)
 
 
 @dataclass(slots=True)
@@ -126,8 +152,11 @@ class PartitionState:
             sketch = sketch_records(
                 runtime, chosen, keys=member_keys, sample_bound=self._sample_bound(runtime, start)
             )
-            explained = records_attribution(chosen) if runtime.explained_by_records else None
-            self._merge(runtime, start, end, sketch, explained)
+            extras = Extras(
+                records_attribution(chosen) if runtime.explained_by_records else None,
+                score_sketch(runtime, chosen) if runtime.estimates_performance else None,
+            )
+            self._merge(runtime, start, end, sketch, extras)
         self.max_event_time = high
         self.next_offset = next_offset
         if records:
@@ -148,12 +177,7 @@ class PartitionState:
         return None if known.sketch.sample is None else known.sketch.sample.bound
 
     def _merge(
-        self,
-        runtime: ModelRuntime,
-        start: float,
-        end: float,
-        sketch: WindowSketch,
-        attribution: AttributionSummary | None,
+        self, runtime: ModelRuntime, start: float, end: float, sketch: WindowSketch, extras: Extras
     ) -> None:
         key = (runtime.name, start)
         known = self.partials.get(key)
@@ -161,15 +185,14 @@ class PartitionState:
             # A partial binned on an older profile cannot take new rows; its window keeps
             # the old rows (evaluation reads each partial with its own profile version).
             if known is None:
-                self.partials[key] = Partial(end, runtime.profile_version, sketch, attribution)
+                self.partials[key] = Partial(
+                    end, runtime.profile_version, sketch, extras.attribution, extras.performance
+                )
                 self.dirty.add(key)
-                return
             return
         known.sketch = known.sketch.merge(sketch)
-        if attribution is not None:
-            known.attribution = (
-                attribution if known.attribution is None else known.attribution.merge(attribution)
-            )
+        known.attribution = _merged(known.attribution, extras.attribution)
+        known.performance = _merged(known.performance, extras.performance)
         self.dirty.add(key)
 
     def rows(self) -> tuple[list[PartialRow], list[ProgressRow]]:
@@ -185,6 +208,7 @@ class PartitionState:
                     self.partials[(model, start)].profile_version,
                     self.partials[(model, start)].sketch,
                     self.partials[(model, start)].attribution,
+                    self.partials[(model, start)].performance,
                 ),
                 rows=self.partials[(model, start)].sketch.rows,
             )
@@ -255,8 +279,12 @@ class PartitionState:
             versions = profiles.get(row.model)
             if versions is None:
                 continue  # a model no longer configured
-            version, sketch, attribution = partial_from_bytes(row.sketch, versions.__getitem__)
+            stored = partial_from_bytes(row.sketch, versions.__getitem__)
             state.partials[(row.model, row.window_start)] = Partial(
-                row.window_end, version, sketch, attribution
+                row.window_end,
+                stored.profile_version,
+                stored.sketch,
+                stored.attribution,
+                stored.performance,
             )
         return state

@@ -564,9 +564,8 @@ class PerformanceEstimationSection(_Section):
     estimated from the scores of its stored predictions; rows with ``score >=
     threshold`` are predicted positive. ``calibration``: ``auto`` (isotonic
     calibration when it lowers the reference's held-out calibration error),
-    ``isotonic`` or ``none``. Needs ``labels.enabled``: the service keeps
-    each prediction's score only in the predictions it stores for label
-    joins (see docs/service-internals.md).
+    ``isotonic`` or ``none``. Labels are not needed: each partial keeps the
+    CBPE sketch of its records' scores (see docs/service-internals.md).
     """
 
     target: str = Field(min_length=1)
@@ -680,7 +679,6 @@ class ModelConfig(_Section):
         if value is None:
             return value
         prediction = info.data.get("prediction")
-        labels = info.data.get("labels")
         if prediction is not None and prediction.task != "classification":
             raise ValueError(
                 "estimates a binary classifier's quality: set prediction.task: classification"
@@ -689,11 +687,6 @@ class ModelConfig(_Section):
             raise ValueError(
                 "score: the reference's prediction column holds labels (prediction.field: "
                 "label); name the reference column that holds the positive class's score"
-            )
-        if labels is not None and not labels.enabled:
-            raise ValueError(
-                "needs labels.enabled: true -- the scores of a window are read from the "
-                "predictions the service stores for label joins (labels may never arrive)"
             )
         return value
 

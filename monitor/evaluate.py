@@ -36,13 +36,14 @@ What a window's summary ``details`` hold besides the drift results:
 * ``estimated_performance``: the CBPE estimate (``PerformanceEstimate.to_dict()``
   plus coverage) for models with ``performance_estimation``, again only for
   windows with at least ``min_records`` rows. The estimator is the one stored
-  with the window's profile version; the scores are those of the window's
-  stored predictions (:meth:`monitor.store.Store.window_scores`), so the
-  estimate is exactly ``CBPE.estimate`` on those scores -- not an
-  approximation from the sketch's histogram of the prediction. ``coverage``
-  is the share of the window's records whose score was stored (records
-  without a ``request_id`` are not stored). When no estimate can be made it
-  holds ``{"error": "..."}``.
+  with the window's profile version. Every partial keeps the CBPE sketch of
+  its records' scores (exact and mergeable: per score bin, counts and sums of
+  calibrated probabilities), so the estimate equals ``CBPE.estimate`` on all
+  of the window's scores, without labels or request ids. ``coverage`` is the
+  share of the window's records that had a score. Windows whose partials were
+  written before they kept CBPE sketches fall back to the scores of the
+  window's stored predictions. When no estimate can be made it holds
+  ``{"error": "..."}``.
 
 A re-evaluation after late labels recomputes all of them (the same data
 quality and estimate, new quality).
@@ -63,6 +64,7 @@ from detectors.attribution import AttributionSummary
 from detectors.drift import DriftReport, compare_sketches
 from detectors.errors import IncompatibleSketchError
 from detectors.multivariate import multivariate_drift
+from detectors.performance import CBPESketch
 from detectors.profile import ReferenceProfile
 from detectors.quality import data_quality
 from detectors.sketch import WindowSketch
@@ -75,8 +77,13 @@ from monitor.change_detection import (
 )
 from monitor.config import MultivariateWindowSection, ServiceConfig
 from monitor.metrics import FeatureObservation, Metrics
-from monitor.quality import estimated_metrics, estimated_performance, model_quality
-from monitor.runtime import ModelRuntime, StoredReference, partial_from_bytes
+from monitor.quality import (
+    estimated_metrics,
+    estimated_performance,
+    model_quality,
+    sketch_estimate,
+)
+from monitor.runtime import ModelRuntime, PartialPayload, StoredReference, partial_from_bytes
 from monitor.store import Store
 from monitor.store.rows import FeatureResultRow, JoinedPrediction, WindowSummaryRow
 from monitor.windows import Watermarks
@@ -89,13 +96,15 @@ class MergedWindow(NamedTuple):
 
     ``sketch`` and ``version`` are None without partials; ``rows_other_profiles``
     counts the rows of partials on another profile version; ``attribution``
-    merges the partials' summaries of ``explanations`` (None when none has one).
+    merges the partials' summaries of ``explanations`` and ``performance``
+    their CBPE sketches (None when no partial has one).
     """
 
     sketch: WindowSketch | None
     version: int | None
     rows_other_profiles: int
     attribution: AttributionSummary | None
+    performance: CBPESketch | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -240,7 +249,7 @@ class Evaluator:
 
     def evaluate(self, runtime: ModelRuntime, start: float, end: float) -> WindowOutcome:
         """Merge the window's partials, run the model's detectors and store the results."""
-        sketch, version, ignored, explained = self._merged(runtime, start)
+        sketch, version, ignored, explained, scored = self._merged(runtime, start)
         rows = sketch.rows if sketch is not None else 0
         labelled, with_request = self.store.label_coverage(runtime.name, start, end)
         stored = None if version is None else self._reference(runtime.name, version)
@@ -280,7 +289,9 @@ class Evaluator:
         details["reference"] = "profile" if reference is None else "rolling"
         details["data_quality"] = self._data_quality(runtime, profile, sketch)
         if runtime.config.performance_estimation is not None:
-            details["estimated_performance"] = self._estimate(runtime, version, start, end, rows)
+            details["estimated_performance"] = self._estimate(
+                runtime, version, start, end, rows, scored
+            )
         if runtime.config.multivariate is not None:
             details["multivariate"] = _multivariate(
                 runtime.config.multivariate, profile, sketch, reference
@@ -338,25 +349,37 @@ class Evaluator:
         Partials on other versions (a profile changed mid-window) cannot be
         merged and are counted in ``rows_other_profiles``.
         """
-        decoded = []
-        for row in self.store.partials_for_window(runtime.name, start):
-            decoded.append(self._decode(runtime.name, row.sketch))
+        decoded = [
+            self._decode(runtime.name, row.sketch)
+            for row in self.store.partials_for_window(runtime.name, start)
+        ]
         if not decoded:
             return MergedWindow(None, None, 0, None)
         by_rows: Counter[int] = Counter()
-        for version, sketch, _ in decoded:
-            by_rows[version] += sketch.rows
+        for partial in decoded:
+            by_rows[partial.profile_version] += partial.sketch.rows
         version, _ = by_rows.most_common(1)[0]
         merged: WindowSketch | None = None
         attribution: AttributionSummary | None = None
-        for v, sketch, explained in decoded:
-            if v != version:
+        performance: CBPESketch | None = None
+        for partial in decoded:
+            if partial.profile_version != version:
                 continue
-            merged = sketch if merged is None else merged.merge(sketch)
-            if explained is not None:
-                attribution = explained if attribution is None else attribution.merge(explained)
+            merged = partial.sketch if merged is None else merged.merge(partial.sketch)
+            if partial.attribution is not None:
+                attribution = (
+                    partial.attribution
+                    if attribution is None
+                    else attribution.merge(partial.attribution)
+                )
+            if partial.performance is not None:
+                performance = (
+                    partial.performance
+                    if performance is None
+                    else performance.merge(partial.performance)
+                )
         other = sum(n for v, n in by_rows.items() if v != version)
-        return MergedWindow(merged, version, other, attribution)
+        return MergedWindow(merged, version, other, attribution, performance)
 
     def _rolling_reference(
         self, runtime: ModelRuntime, start: float, version: int
@@ -374,7 +397,7 @@ class Evaluator:
         size = runtime.window.size_s
         merged: WindowSketch | None = None
         for k in range(1, count + 1):
-            previous, previous_version, _, _ = self._merged(runtime, start - k * size)
+            previous, previous_version, *_ = self._merged(runtime, start - k * size)
             if (
                 previous is None
                 or previous_version != version
@@ -384,9 +407,7 @@ class Evaluator:
             merged = previous if merged is None else merged.merge(previous)
         return merged
 
-    def _decode(
-        self, model: str, payload: bytes
-    ) -> tuple[int, WindowSketch, AttributionSummary | None]:
+    def _decode(self, model: str, payload: bytes) -> PartialPayload:
         return partial_from_bytes(payload, lambda version: self._profile(model, version))
 
     def _profile(self, model: str, version: int) -> ReferenceProfile:
@@ -465,9 +486,15 @@ class Evaluator:
         )
 
     def _estimate(
-        self, runtime: ModelRuntime, version: int, start: float, end: float, rows: int
+        self,
+        runtime: ModelRuntime,
+        version: int,
+        start: float,
+        end: float,
+        rows: int,
+        scored: CBPESketch | None,
     ) -> dict[str, Any]:
-        """The CBPE estimate of the window from its stored scores (see the module docstring)."""
+        """The CBPE estimate of the window (see the module docstring)."""
         estimator = self._reference(runtime.name, version).estimator
         if estimator is None:
             return {
@@ -475,6 +502,11 @@ class Evaluator:
                 "performance estimator: store a new reference built with "
                 "performance_estimation configured"
             }
+        if scored is not None and scored.model == estimator.model:
+            if scored.rows == 0:
+                return {"error": "no record of the window has a score (prediction.score)"}
+            return sketch_estimate(estimator, scored, rows)
+        # Partials written before they kept CBPE sketches: the stored predictions' scores.
         scores = self.store.window_scores(runtime.name, start, end)
         if not scores:
             return {

@@ -61,7 +61,7 @@ from typing import Any
 import numpy as np
 
 from detectors._arrays import canonical_label
-from detectors.performance import CBPE
+from detectors.performance import CBPE, CBPESketch
 from detectors.quality import BinaryScoreSketch, ClassificationSketch, RegressionSketch
 from monitor.config import PredictionSection
 from monitor.store.rows import JoinedPrediction
@@ -73,6 +73,7 @@ __all__ = [
     "estimated_performance",
     "label_number",
     "model_quality",
+    "sketch_estimate",
     "stored_label",
 ]
 
@@ -209,17 +210,26 @@ def estimated_performance(
 ) -> dict[str, Any]:
     """Return the CBPE estimate of a window from the scores of its predictions.
 
-    The result is :meth:`~detectors.performance.PerformanceEstimate.to_dict`
-    (``rows`` = scores used) plus ``window_rows`` (records in the window's
-    sketch), ``coverage`` (their ratio), the estimator's fingerprint and
-    positive class, and whether it calibrates the scores. Equal to
-    ``estimator.estimate(scores)``.
+    Equal to ``estimator.estimate(scores)``; see :func:`sketch_estimate` for the keys.
     """
-    estimate = estimator.sketch(np.asarray(scores, dtype=np.float64)).estimate()
+    return sketch_estimate(
+        estimator, estimator.sketch(np.asarray(scores, dtype=np.float64)), window_rows
+    )
+
+
+def sketch_estimate(estimator: CBPE, sketch: CBPESketch, window_rows: int) -> dict[str, Any]:
+    """Return the CBPE estimate of a window from its (merged) :class:`CBPESketch`.
+
+    The result is :meth:`~detectors.performance.PerformanceEstimate.to_dict`
+    (``rows`` = scores summarised) plus ``window_rows`` (records in the window's
+    sketch), ``coverage`` (their ratio), the estimator's fingerprint and
+    positive class, and whether it calibrates the scores.
+    """
+    estimate = sketch.estimate()
     return {
         **estimate.to_dict(),
         "window_rows": window_rows,
-        "coverage": len(scores) / window_rows if window_rows else None,
+        "coverage": sketch.rows / window_rows if window_rows else None,
         "estimator": estimator.model,
         "positive_label": estimator.positive_label,
         "calibrated": estimator.calibrator is not None,

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
@@ -33,7 +34,7 @@ from detectors._arrays import FloatArray, canonical_label
 from detectors.attribution import AttributionSummary
 from detectors.drift import DriftSettings
 from detectors.kinds import ColumnKind
-from detectors.performance import CBPE
+from detectors.performance import CBPE, CBPESketch
 from detectors.profile import ReferenceProfile
 from detectors.quality import DataQualityThresholds
 from detectors.sample import RowSample, UInt64Array, candidate_rows, hash_ids
@@ -58,6 +59,8 @@ PREDICTION = "prediction"
 ESTIMATOR_KEY = "performance_estimation"
 #: Key of the reference's SHAP summary beside the profile's keys in a stored reference.
 ATTRIBUTION_KEY = "attribution"
+#: Key of a partial's CBPE sketch (the scores of its records) in its payload.
+PERFORMANCE_KEY = "performance"
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,6 +109,11 @@ class ModelRuntime:
     def name(self) -> str:
         """The model's name."""
         return self.config.name
+
+    @property
+    def estimates_performance(self) -> bool:
+        """Whether the partials keep a CBPE sketch of the scores (an estimator is stored)."""
+        return self.estimator is not None and self.config.performance_estimation is not None
 
     @property
     def explained_by_records(self) -> bool:
@@ -374,6 +382,20 @@ def _sample(
     )
 
 
+def score_sketch(runtime: ModelRuntime, records: Sequence[PredictionRecord]) -> CBPESketch:
+    """Return the CBPE sketch of the records' finite scores (records without one are skipped).
+
+    Needs ``runtime.estimator``; the sketch is the estimator's (see
+    :meth:`detectors.performance.CBPE.sketch`), so sketches of one profile
+    version merge exactly.
+    """
+    if runtime.estimator is None:
+        raise ValueError(f"model {runtime.name!r} has no performance estimator")
+    scores = [r.prediction.get("score") for r in records]
+    finite = [s for s in scores if s is not None and math.isfinite(s)]
+    return runtime.estimator.sketch(np.asarray(finite, dtype=np.float64))
+
+
 def _numeric(spec: NumericSpec, values: list[Any]) -> tuple[NumericSketch, FloatArray]:
     """The sketch of ``values`` and the values as floats, row-aligned (NaN where not a number)."""
     invalid = 0
@@ -417,24 +439,45 @@ def _categorical(spec: CategoricalSpec, values: list[Any]) -> CategoricalSketch:
     return CategoricalSketch.from_counts(spec, labels, missing)
 
 
+@dataclass(frozen=True, slots=True)
+class PartialPayload:
+    """What a stored partial holds besides its row count.
+
+    ``sketch`` is binned on profile ``profile_version``; ``attribution`` sums
+    the records' ``explanations`` (models whose attribution comes from them)
+    and ``performance`` is the CBPE sketch of the records' scores (models with
+    ``performance_estimation``); both None otherwise.
+    """
+
+    profile_version: int
+    sketch: WindowSketch
+    attribution: AttributionSummary | None = None
+    performance: CBPESketch | None = None
+
+
 def sketch_to_bytes(
-    profile_version: int, sketch: WindowSketch, attribution: AttributionSummary | None = None
+    profile_version: int,
+    sketch: WindowSketch,
+    attribution: AttributionSummary | None = None,
+    performance: CBPESketch | None = None,
 ) -> bytes:
     """Serialise a partial sketch with the profile version whose bins it uses.
 
-    ``attribution``, the partial's summary of its records' ``explanations``,
-    goes under the key ``"attribution"`` when given.
+    ``attribution`` and ``performance`` go under the keys ``"attribution"``
+    and ``"performance"`` when given.
     """
     data: dict[str, Any] = {"profile_version": profile_version, "sketch": sketch.to_dict()}
     if attribution is not None:
         data[ATTRIBUTION_KEY] = attribution.to_dict()
+    if performance is not None:
+        data[PERFORMANCE_KEY] = performance.to_dict()
     return orjson.dumps(data)
 
 
 def partial_from_bytes(
     payload: bytes, profile_for: Callable[[int], ReferenceProfile]
-) -> tuple[int, WindowSketch, AttributionSummary | None]:
-    """Return ``(profile_version, sketch, attribution)`` from :func:`sketch_to_bytes` output.
+) -> PartialPayload:
+    """Return the :class:`PartialPayload` of :func:`sketch_to_bytes` output.
 
     ``profile_for`` returns the profile of a version (a mapping's
     ``__getitem__`` or a loader); the sketch is rebuilt on that profile's
@@ -443,10 +486,12 @@ def partial_from_bytes(
     data = orjson.loads(payload)
     version = int(data["profile_version"])
     attribution = data.get(ATTRIBUTION_KEY)
-    return (
+    performance = data.get(PERFORMANCE_KEY)
+    return PartialPayload(
         version,
         WindowSketch.from_dict(profile_for(version).specs, data["sketch"]),
         None if attribution is None else AttributionSummary.from_dict(attribution),
+        None if performance is None else CBPESketch.from_dict(performance),
     )
 
 
@@ -454,5 +499,5 @@ def sketch_from_bytes(
     payload: bytes, profile_for: Callable[[int], ReferenceProfile]
 ) -> tuple[int, WindowSketch]:
     """Return ``(profile_version, sketch)`` from :func:`sketch_to_bytes` output."""
-    version, sketch, _ = partial_from_bytes(payload, profile_for)
-    return version, sketch
+    partial = partial_from_bytes(payload, profile_for)
+    return partial.profile_version, partial.sketch

@@ -674,10 +674,15 @@ def test_quality_errors_name_the_field(
     assert expected in message
 
 
-def test_performance_estimation_needs_stored_predictions(tmp_path: Path) -> None:
-    message = load_error(tmp_path, "models:\n  - {name: m, performance_estimation: {target: y}}\n")
-    assert ": models.0.performance_estimation: " in message
-    assert "needs labels.enabled: true" in message
+def test_performance_estimation_does_not_need_labels() -> None:
+    """Partials keep a CBPE sketch of the scores: no stored predictions are needed."""
+    config = ServiceConfig.model_validate(
+        {"models": [{"name": "m", "performance_estimation": {"target": "y"}}]}
+    )
+    model = config.models[0]
+    assert not model.labels.enabled
+    assert model.performance_estimation is not None
+    assert model.prediction.task == "classification"
 
 
 def test_partials_are_kept_as_long_as_late_labels_and_the_rolling_reference_need_them():

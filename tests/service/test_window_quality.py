@@ -335,3 +335,56 @@ def test_reference_build_stores_the_fitted_estimator(tmp_path: Path, capsys) -> 
     frame.drop(columns="outcome").to_parquet(tmp_path / "no_target.parquet")
     assert main([*args, "--file", str(tmp_path / "no_target.parquet")]) == EXIT_USAGE
     assert "performance_estimation.target" in capsys.readouterr().err
+
+
+def test_estimates_need_no_labels_and_no_request_ids(tmp_path: Path) -> None:
+    """Each partial keeps a CBPE sketch of its scores: the estimate is exact without labels.
+
+    Through ``replay`` (records without a ``request_id``, labels disabled, batches of
+    5,000 lines, so windows merge partials of several batches): every window's
+    estimate equals ``CBPE.estimate`` on that window's scores, with coverage 1.
+    """
+    from monitor.config import ServiceConfig
+    from monitor.replay import replay
+
+    stream = Stream(model="unlabelled", windows=4, per_window=2600, drift_from=2)
+    reference = reference_file(stream, tmp_path / "train.parquet")
+    config_path = tmp_path / "unlabelled.yaml"
+    config_path.write_text(
+        orjson.dumps(
+            {
+                "database": {"url": f"sqlite:///{tmp_path / 'u.db'}"},
+                "models": [
+                    {
+                        "name": stream.model,
+                        "reference": str(reference),
+                        "window": {"size": "1m", "allowed_lateness": "0s", "min_records": 50},
+                        "prediction": {"field": "score", "positive_label": POSITIVE},
+                        "performance_estimation": {"target": "outcome", "threshold": THRESHOLD},
+                    }
+                ],
+            }
+        ).decode()
+    )
+    config = ServiceConfig.load(config_path)
+    assert not config.models[0].labels.enabled
+    log = tmp_path / "log.jsonl"
+    lines = []
+    for index in range(stream.windows):
+        for _, value in stream.records(index):
+            record = orjson.loads(value)
+            del record["request_id"]
+            lines.append(orjson.dumps(record))
+    log.write_bytes(b"\n".join(lines))
+    frame = read_table(reference)
+    estimator = CBPE.fit(frame["outcome"], frame["prediction"], POSITIVE, threshold=THRESHOLD)
+    result = replay(config, log)
+    assert len(result.windows) == stream.windows
+    for outcome in result.windows:
+        index = round((outcome.summary.window_start - stream.window_start(0)) / 60)
+        estimate = outcome.summary.details["estimated_performance"]
+        direct = estimator.estimate(stream.window_rows(index)["prediction"].to_numpy())
+        assert (estimate["rows"], estimate["coverage"]) == (stream.per_window, 1.0)
+        for name in ("accuracy", "f1", "roc_auc", "precision", "recall"):
+            assert estimate[name] == pytest.approx(getattr(direct, name), rel=1e-9), name
+        assert outcome.summary.details["predictions_stored"] == 0
