@@ -56,7 +56,7 @@ def test_every_example_config_loads(path: Path) -> None:
 def test_demo_config(monkeypatch: pytest.MonkeyPatch) -> None:
     config = ServiceConfig.load(CONFIG_DIR / "service-demo.yaml")
     assert [m.name for m in config.models] == ["credit-risk"]
-    assert config.model("credit-risk").window.spec == WindowSpec(60.0, None, 10.0)
+    assert config.model("credit-risk").window.spec == WindowSpec(60.0, None, 5.0)
     assert config.broker.bootstrap_servers[0].startswith("127.0.0.1:")
     assert config.database_url().startswith("sqlite:///")
     options = config.kafka_consumer_options()
@@ -611,7 +611,19 @@ def test_the_demo_config_estimates_performance() -> None:
     assert model.prediction.task == "classification"
     assert model.prediction.positive == "default"
     assert model.performance_estimation is not None
-    assert model.performance_estimation.score == "prediction"
+    assert model.performance_estimation.score == "score"
+
+
+def test_the_demo_config_file_has_the_demo_s_model_settings(tmp_path: Path) -> None:
+    """config/service-demo.yaml documents what `driftline demo` runs: the same model."""
+    from monitor.demo import demo_config
+
+    in_code = demo_config("127.0.0.1:9092", tmp_path, 8000)
+    in_file = ServiceConfig.load(CONFIG_DIR / "service-demo.yaml")
+    assert in_file.models == in_code.models
+    assert in_file.consumer.model_dump(exclude={"group_id"}) == in_code.consumer.model_dump(
+        exclude={"group_id"}
+    )
 
 
 QUALITY_MODEL = "models:\n  - name: m\n    labels: {enabled: true}\n"
