@@ -185,13 +185,33 @@ class Broker:
         """True while the process has not exited (a frozen process is alive)."""
         return self.process.poll() is None
 
-    def freeze(self) -> None:
+    def freeze(self, timeout: float = 5.0) -> None:
         """Suspend the broker (SIGSTOP): connections stay open but nothing is answered.
 
         This is an outage without data loss; the in-memory broker would lose
-        everything on a restart.
+        everything on a restart. Returns once every thread of the process is
+        stopped: ``kill`` only queues the signal, and on a loaded machine a
+        broker thread could still answer a request sent right after it.
         """
         self.process.send_signal(signal.SIGSTOP)
+        deadline = time.monotonic() + timeout
+        while not self._stopped():
+            if time.monotonic() > deadline:
+                raise ServerStartError(f"the broker (pid {self.pid}) did not stop in {timeout} s")
+            time.sleep(0.005)
+
+    def _stopped(self) -> bool:
+        """Whether every thread of the process is in the stopped state (``T`` in /proc)."""
+        tasks = Path(f"/proc/{self.pid}/task")
+        if not tasks.is_dir():  # not Linux: nothing to check
+            return True
+        try:
+            states = [
+                (task / "stat").read_text().rsplit(")", 1)[1].split()[0] for task in tasks.iterdir()
+            ]
+        except (FileNotFoundError, ProcessLookupError):  # a thread ended meanwhile
+            return False
+        return all(state in ("T", "t") for state in states)
 
     def resume(self) -> None:
         """Continue a frozen broker (SIGCONT); harmless if it is not frozen."""
