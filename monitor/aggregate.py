@@ -18,7 +18,7 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import NamedTuple, Protocol, Self, TypeVar
+from typing import NamedTuple
 
 import numpy as np
 
@@ -31,6 +31,7 @@ from monitor.attribution import records_attribution
 from monitor.records import PredictionRecord
 from monitor.runtime import (
     ModelRuntime,
+    merge_optional,
     partial_from_bytes,
     record_keys,
     score_sketch,
@@ -63,20 +64,6 @@ class Extras(NamedTuple):
 
     attribution: AttributionSummary | None
     performance: CBPESketch | None
-
-
-class _Mergeable(Protocol):
-    def merge(self, other: Self, /) -> Self: ...
-
-
-M = TypeVar("M", bound=_Mergeable)
-
-
-def _merged(known: M | None, new: M | None) -> M | None:
-    """``known`` merged with ``new``; either alone when the other is None."""
-    if known is None or new is None:
-        return known if new is None else new
-    return known.merge(new)
 
 
 @dataclass(slots=True)
@@ -191,8 +178,8 @@ class PartitionState:
                 self.dirty.add(key)
             return
         known.sketch = known.sketch.merge(sketch)
-        known.attribution = _merged(known.attribution, extras.attribution)
-        known.performance = _merged(known.performance, extras.performance)
+        known.attribution = merge_optional(known.attribution, extras.attribution)
+        known.performance = merge_optional(known.performance, extras.performance)
         self.dirty.add(key)
 
     def rows(self) -> tuple[list[PartialRow], list[ProgressRow]]:

@@ -83,7 +83,13 @@ from monitor.quality import (
     model_quality,
     sketch_estimate,
 )
-from monitor.runtime import ModelRuntime, PartialPayload, StoredReference, partial_from_bytes
+from monitor.runtime import (
+    ModelRuntime,
+    PartialPayload,
+    StoredReference,
+    merge_optional,
+    partial_from_bytes,
+)
 from monitor.store import Store
 from monitor.store.rows import FeatureResultRow, JoinedPrediction, WindowSummaryRow
 from monitor.windows import Watermarks
@@ -365,19 +371,9 @@ class Evaluator:
         for partial in decoded:
             if partial.profile_version != version:
                 continue
-            merged = partial.sketch if merged is None else merged.merge(partial.sketch)
-            if partial.attribution is not None:
-                attribution = (
-                    partial.attribution
-                    if attribution is None
-                    else attribution.merge(partial.attribution)
-                )
-            if partial.performance is not None:
-                performance = (
-                    partial.performance
-                    if performance is None
-                    else performance.merge(partial.performance)
-                )
+            merged = merge_optional(merged, partial.sketch)
+            attribution = merge_optional(attribution, partial.attribution)
+            performance = merge_optional(performance, partial.performance)
         other = sum(n for v, n in by_rows.items() if v != version)
         return MergedWindow(merged, version, other, attribution, performance)
 

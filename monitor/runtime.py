@@ -23,7 +23,7 @@ from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from operator import itemgetter
-from typing import Any
+from typing import Any, Protocol, Self, TypeVar
 
 import numpy as np
 import numpy.typing as npt
@@ -437,6 +437,20 @@ def _categorical(spec: CategoricalSpec, values: list[Any]) -> CategoricalSketch:
         for value, count in raw.items():
             labels[canonical_label(value)] += count
     return CategoricalSketch.from_counts(spec, labels, missing)
+
+
+class _Mergeable(Protocol):
+    def merge(self, other: Self, /) -> Self: ...
+
+
+M = TypeVar("M", bound=_Mergeable)
+
+
+def merge_optional(known: M | None, new: M | None) -> M | None:
+    """Return ``known`` merged with ``new`` (either alone when the other is None)."""
+    if known is None or new is None:
+        return known if new is None else new
+    return known.merge(new)
 
 
 @dataclass(frozen=True, slots=True)
