@@ -356,6 +356,19 @@ class ConsumerSection(_Section):
     max_record_bytes: int = Field(1048576, ge=1)
     auto_offset_reset: Literal["earliest", "latest"] = "earliest"
 
+    def attended_within_s(self) -> float:
+        """Return how recently a partition's progress row must be rewritten to count as attended.
+
+        A consumer rewrites its partitions' rows at every checkpoint, so a row
+        older than three checkpoint intervals (at least 1 s) belongs to a
+        consumer that is gone or stuck. Half the idle timeout at most: a
+        partition is idle only ``idle_timeout_s`` after its last record, so a
+        dead consumer's partitions stop being attended -- and hold the
+        watermark back until a new owner reads them -- well before they could
+        pass for idle.
+        """
+        return min(max(3 * self.checkpoint_interval_s, 1.0), self.idle_timeout_s / 2)
+
     @model_validator(mode="after")
     def _heartbeat_below_session(self) -> ConsumerSection:
         if self.heartbeat_interval_ms >= self.session_timeout_ms:

@@ -154,8 +154,9 @@ class Evaluator:
         """Return the model's watermark from every partition's checkpointed progress.
 
         Only an *attended* partition -- one whose consumer rewrote its progress
-        row within ``idle_timeout_s`` (consumers do so at every checkpoint once
-        caught up) -- can count as idle. A partition nobody attends (its consumer
+        row within ``consumer.attended_within_s()`` (three checkpoint intervals,
+        at most half the idle timeout; consumers rewrite it at every checkpoint
+        once caught up) -- can count as idle. A partition nobody attends (its consumer
         died, or a restarted one has not caught up yet) holds the watermark back
         at its stored event time, however long ago its last record came:
         otherwise a window could close before that partition's records in it
@@ -165,6 +166,7 @@ class Evaluator:
         progress = self.store.progress(consumer.group_id, topics.predictions)
         updated = self.store.progress_updated_at(consumer.group_id, topics.predictions)
         timeout = self.config.consumer.idle_timeout_s
+        attended = self.config.consumer.attended_within_s()
         marks = Watermarks(runtime.window, idle_timeout_s=timeout, clock=self.clock)
         now = self.clock()
         # A partition with no event yet holds the watermark back until it goes idle.
@@ -173,7 +175,7 @@ class Evaluator:
                 partition: (
                     row.max_event_time if row.max_event_time is not None else -math.inf,
                     (row.last_record_at if row.last_record_at is not None else -math.inf)
-                    if now - updated.get(partition, -math.inf) <= timeout
+                    if now - updated.get(partition, -math.inf) <= attended
                     else now,
                 )
                 for partition, row in progress.items()

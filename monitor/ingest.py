@@ -73,6 +73,10 @@ DETAIL_HEADER = "driftline-detail"
 SOURCE_HEADER = "driftline-source"
 #: Longest wait between two attempts of a failing checkpoint.
 MAX_BACKOFF_S = 5.0
+#: A poll that returns this much later than its timeout was blocked (kafka-python waits
+#: for a lost coordinator inside poll): the broker was unreachable, so the partitions'
+#: idle clocks restart once it answers (see Ingestor._heartbeats).
+POLL_STALL_S = 1.0
 
 
 class Ingestor:
@@ -166,6 +170,7 @@ class Ingestor:
         if failing:
             self._pause(self.consumer.assignment())
             timeout_ms = min(timeout_ms, 100)
+        started = self.clock()
         try:
             batch = self.consumer.poll(
                 timeout_ms=timeout_ms, max_records=self.config.consumer.max_poll_records
@@ -179,6 +184,11 @@ class Ingestor:
             self._reattach = True
             time.sleep(min(timeout_ms, 500) / 1000)
             return 0
+        if self.clock() - started > timeout_ms / 1000 + POLL_STALL_S:
+            # Blocked inside poll (coordinator lost, broker restarting): no heartbeat saw
+            # the outage, and a restarted broker's end offsets can lag the records written
+            # meanwhile, so no partition may go idle on its pre-outage clock.
+            self._reattach = True
         seen = 0
         for tp, messages in batch.items():
             if tp not in self.states:
@@ -222,10 +232,12 @@ class Ingestor:
             return False
         if self._retry_at is not None:
             log.warning("checkpoint succeeded again; consumption resumed")
+            # Fetching was paused: the idle clocks restart now. Only then -- restarting
+            # them at every checkpoint kept every attended partition from ever going idle.
+            self._attached = dict.fromkeys(self.states, self.clock())
         self._retry_at = None
         self._backoff_s = 0.0
         self._resume_paused()
-        self._attached = dict.fromkeys(self.states, self.clock())
         return True
 
     def _back_off(self, what: str, exc: Exception) -> None:

@@ -459,3 +459,84 @@ def test_a_revoked_partition_is_not_reloaded_while_the_group_rebalances(
         assert len(consumer.seeks) == seeks
         member.assign([tp])  # the next generation gives it back: loaded again
         assert tp in member.states
+
+
+class _Clocked(_FakeConsumer):
+    """A fake consumer whose polls advance a shared fake clock (``stall_s`` per poll)."""
+
+    def __init__(self, tp: TopicPartition, now: list[float]) -> None:
+        super().__init__(tp)
+        self.now = now
+        self.stall_s = 0.0
+
+    def poll(self, timeout_ms: int, max_records: int) -> dict[TopicPartition, list[Any]]:
+        self.now[0] += self.stall_s
+        return super().poll(timeout_ms, max_records)
+
+
+def _caught_up_member(postgres_url: str, tmp_path: Path, name: str) -> Any:
+    """An ingestor that read one window's records at t = 1000 and is caught up since."""
+    stream = Stream(model=unique_name("credit"), windows=1, per_window=10, drift_from=9)
+    names = Names.fresh(stream.model)
+    path = write_config(
+        tmp_path / f"{name}.yaml",
+        bootstrap="127.0.0.1:9",
+        names=names,
+        group=unique_name(name),
+        database_url=postgres_url,
+    )
+    store_reference(postgres_url, path, stream)
+    config = ServiceConfig.load(path)
+    tp = TopicPartition(names.predictions, 0)
+    now = [1000.0]
+    consumer = _Clocked(tp, now)
+    values = [value for _, value in stream.records(0)]
+    consumer.batches.append({tp: [_Message(i, v) for i, v in enumerate(values)]})
+    return config, tp, now, consumer, len(values)
+
+
+def test_a_caught_up_partition_keeps_the_time_of_its_last_record(
+    postgres_url: str, tmp_path: Path
+) -> None:
+    """Heartbeats keep a caught-up partition's last record time, so that it can go idle.
+
+    They used to restart its idle clock at every checkpoint: an attended partition
+    without traffic then never went idle, and held every window back for good.
+    """
+    config, tp, now, consumer, count = _caught_up_member(postgres_url, tmp_path, "quiet")
+    with opened(postgres_url) as store:
+        member = _ingestor(config, store, consumer, clock=lambda: now[0])
+        member.assign([tp])
+        member.poll_once()  # the records, at t = 1000
+        consumer.at = consumer.fetched_highwater = consumer.end_offset = count
+        for _ in range(50):  # 10 s of empty polls, a checkpoint (with heartbeat) each
+            now[0] += 0.2
+            member.poll_once(timeout_ms=0)
+        row = store.progress(config.consumer.group_id, tp.topic)[0]
+        updated = store.progress_updated_at(config.consumer.group_id, tp.topic)[0]
+    assert row.last_record_at == 1000.0
+    assert updated > 1009.0  # rewritten all along: attended, and idle after idle_timeout_s
+
+
+def test_a_poll_blocked_by_an_outage_restarts_the_idle_clock(
+    postgres_url: str, tmp_path: Path
+) -> None:
+    """After a poll that hung (coordinator lost, broker restarting), idleness starts over.
+
+    kafka-python waits for a lost coordinator inside ``poll``, so no heartbeat
+    sees the outage, and a restarted broker's end offsets can lag the records
+    written meanwhile. The heartbeat after such a poll dates the partition's
+    last activity to when the broker answered again, not to its last record.
+    """
+    config, tp, now, consumer, count = _caught_up_member(postgres_url, tmp_path, "stall")
+    with opened(postgres_url) as store:
+        member = _ingestor(config, store, consumer, clock=lambda: now[0])
+        member.assign([tp])
+        member.poll_once()  # the records, at t = 1000
+        member.checkpoint()
+        consumer.at = consumer.fetched_highwater = consumer.end_offset = count
+        consumer.stall_s = 3.0  # the next poll hangs 3 s
+        member.poll_once(timeout_ms=100)
+        member.checkpoint(heartbeat=True)
+        row = store.progress(config.consumer.group_id, tp.topic)[0]
+    assert row.last_record_at == 1003.0
