@@ -430,8 +430,8 @@ def test_a_revoked_partition_is_not_reloaded_while_the_group_rebalances(
     """Between a revocation and the next assignment kafka-python still lists the partition.
 
     Reloading it then (as a partition whose load had failed) made a member consume
-    and heartbeat a partition the group had given to another member: seen as
-    windows evaluated without that partition's records after a member joined.
+    and checkpoint a partition the group had given to another member, so two members
+    wrote its state: seen as windows short of rows after a member joined.
     Only a partition assigned to this consumer and not loaded is loaded again.
     """
     stream = Stream(model=unique_name("credit"), windows=1, per_window=10, drift_from=9)
