@@ -118,13 +118,15 @@ class MultivariateMethod(ABC):
         n_ref, n_cur = ref.shape[0], cur.shape[0]
         enough = n_ref >= self.min_reference_rows and n_cur >= self.min_current_rows
         if not enough or ref.shape[1] == 0:
-            return self._result(
-                statistic=math.nan,
-                threshold=self.alpha if self.is_test else math.nan,
-                p_value=math.nan if self.is_test else None,
-                n_reference=n_ref,
-                n_current=n_cur,
-                n_features=ref.shape[1],
+            return self._undefined(
+                self._common(
+                    statistic=math.nan,
+                    threshold=self.alpha if self.is_test else math.nan,
+                    p_value=math.nan if self.is_test else None,
+                    n_reference=n_ref,
+                    n_current=n_cur,
+                    n_features=ref.shape[1],
+                )
             )
         return self._compare(ref, cur, np.random.default_rng(self.seed))
 
@@ -135,17 +137,11 @@ class MultivariateMethod(ABC):
         """Compare two 2-d arrays with enough rows (NaN still marks a missing value)."""
 
     @abstractmethod
-    def _result(
-        self,
-        *,
-        statistic: float,
-        threshold: float,
-        p_value: float | None,
-        n_reference: int,
-        n_current: int,
-        n_features: int,
-    ) -> MultivariateResult:
-        """Return this method's result type with its parameters and the decision filled in."""
+    def _undefined(self, common: dict[str, Any]) -> MultivariateResult:
+        """Return this method's result without enough data: ``common`` fields, its parameters.
+
+        Values the method would have computed from the data are NaN (0 for counts).
+        """
 
     def _common(
         self,

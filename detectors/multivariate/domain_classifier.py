@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -149,25 +150,9 @@ class DomainClassifier(MultivariateMethod):
             critical_auc=float(np.nanquantile(aucs[1:], 1 - self.alpha)),
         )
 
-    def _result(
-        self,
-        *,
-        statistic: float,
-        threshold: float,
-        p_value: float | None,
-        n_reference: int,
-        n_current: int,
-        n_features: int,
-    ) -> MultivariateResult:
+    def _undefined(self, common: dict[str, Any]) -> MultivariateResult:
         return DomainClassifierResult(
-            **self._common(
-                statistic=statistic,
-                threshold=threshold,
-                p_value=p_value,
-                n_reference=n_reference,
-                n_current=n_current,
-                n_features=n_features,
-            ),
+            **common,
             folds=self.folds,
             permutations=self.permutations,
             l2=self.l2,

@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -148,25 +149,9 @@ class MMD(MultivariateMethod):
             critical_value=float(np.quantile(statistics[1:], 1 - self.alpha)),
         )
 
-    def _result(
-        self,
-        *,
-        statistic: float,
-        threshold: float,
-        p_value: float | None,
-        n_reference: int,
-        n_current: int,
-        n_features: int,
-    ) -> MultivariateResult:
+    def _undefined(self, common: dict[str, Any]) -> MultivariateResult:
         return MMDResult(
-            **self._common(
-                statistic=statistic,
-                threshold=threshold,
-                p_value=p_value,
-                n_reference=n_reference,
-                n_current=n_current,
-                n_features=n_features,
-            ),
+            **common,
             permutations=self.permutations,
             bandwidth=math.nan if self.bandwidth is None else self.bandwidth,
             standardize=self.standardize,

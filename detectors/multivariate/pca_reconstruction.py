@@ -43,6 +43,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -177,25 +178,9 @@ class PCAReconstruction(MultivariateMethod):
             reference_error=reference_error,
         )
 
-    def _result(
-        self,
-        *,
-        statistic: float,
-        threshold: float,
-        p_value: float | None,
-        n_reference: int,
-        n_current: int,
-        n_features: int,
-    ) -> MultivariateResult:
+    def _undefined(self, common: dict[str, Any]) -> MultivariateResult:
         return PCAReconstructionResult(
-            **self._common(
-                statistic=statistic,
-                threshold=threshold,
-                p_value=p_value,
-                n_reference=n_reference,
-                n_current=n_current,
-                n_features=n_features,
-            ),
+            **common,
             variance=self.variance,
             fit_fraction=self.fit_fraction,
             bootstrap=self.bootstrap,
