@@ -277,18 +277,13 @@ def _feature_checks(
     window: FeatureSketch,
     thresholds: DataQualityThresholds,
 ) -> list[QualityCheck]:
+    """The missing check, the checks of the feature's kind, and the constant check."""
+    kind_checks: list[QualityCheck]
     if isinstance(reference, NumericSketch) and isinstance(window, NumericSketch):
         bounds = thresholds.bounds.get(name)
         ref_out = _out_of_range(reference, bounds)[0]
         out, out_upper = _out_of_range(window, bounds)
-        return [
-            _ratio_check(
-                QualityCheckName.MISSING,
-                name,
-                _missing(window),
-                _missing(reference),
-                thresholds.missing,
-            ),
+        kind_checks = [
             _ratio_check(
                 QualityCheckName.TYPE_VIOLATION,
                 name,
@@ -304,27 +299,23 @@ def _feature_checks(
                 thresholds.out_of_range,
                 upper=out_upper,
             ),
-            _constant_check(name, window, reference, thresholds),
         ]
-    if isinstance(reference, CategoricalSketch) and isinstance(window, CategoricalSketch):
-        return [
-            _ratio_check(
-                QualityCheckName.MISSING,
-                name,
-                _missing(window),
-                _missing(reference),
-                thresholds.missing,
-            ),
+    elif isinstance(reference, CategoricalSketch) and isinstance(window, CategoricalSketch):
+        kind_checks = [
             _ratio_check(
                 QualityCheckName.UNSEEN_CATEGORY,
                 name,
                 _share(window.unseen, window.count),
                 _share(reference.unseen, reference.count),
                 thresholds.unseen_category,
-            ),
-            _constant_check(name, window, reference, thresholds),
+            )
         ]
-    raise IncompatibleSketchError(f"feature {name!r} has a different kind in the window")
+    else:
+        raise IncompatibleSketchError(f"feature {name!r} has a different kind in the window")
+    missing = _ratio_check(
+        QualityCheckName.MISSING, name, _missing(window), _missing(reference), thresholds.missing
+    )
+    return [missing, *kind_checks, _constant_check(name, window, reference, thresholds)]
 
 
 def _ratio_check(
