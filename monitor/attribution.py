@@ -47,6 +47,7 @@ import pandas as pd
 
 from detectors.attribution import (
     AttributionSummary,
+    DriftImpact,
     attribution_drift,
     comparable_statistics,
     drift_impact_ranking,
@@ -61,9 +62,11 @@ __all__ = [
     "WindowExplainer",
     "attribution_details",
     "explanation_columns",
+    "ranking_details",
     "records_attribution",
     "reference_attribution",
     "sample_frame",
+    "sample_rows",
 ]
 
 log = logging.getLogger(__name__)
@@ -105,15 +108,35 @@ def reference_attribution(
 
     try:
         model = load_model(section.model)
-        rows = frame[list(features)]
-        if len(rows) > section.max_rows:
-            rows = rows.sample(n=section.max_rows, random_state=section.seed)
+        rows = sample_rows(frame[list(features)], section.max_rows, section.seed)
         shap = explain(model, rows, background=rows, seed=section.seed)
     except (ModelLoadError, ValueError, TypeError) as error:
         raise ValueError(
             f"model {config.name!r}: cannot explain the reference with {section.model}: {error}"
         ) from error
     return AttributionSummary.from_values(shap.values)
+
+
+def sample_rows(frame: pd.DataFrame, rows: int, seed: int) -> pd.DataFrame:
+    """Return at most ``rows`` rows of ``frame``, a seeded sample (pandas' ``sample``) beyond.
+
+    ``check --model`` draws its rows the same way, so the service's reference
+    summary of a file equals the one ``check`` computes with the same seed.
+    """
+    return frame if len(frame) <= rows else frame.sample(n=rows, random_state=seed)
+
+
+def ranking_details(ranking: Sequence[DriftImpact]) -> list[dict[str, Any]]:
+    """Return a drift-impact ranking as JSON: name, statistic, importance, impact per feature."""
+    return [
+        {
+            "name": d.name,
+            "statistic": _finite(d.statistic),
+            "importance": _finite(d.importance),
+            "impact": _finite(d.impact),
+        }
+        for d in ranking
+    ]
 
 
 def records_attribution(records: Sequence[PredictionRecord]) -> AttributionSummary:
@@ -224,15 +247,9 @@ def attribution_details(
             "error": "the reference profile was stored without SHAP values: store a new "
             "reference (driftline reference build) with attribution configured"
         }, []
-    ranking = [
-        {
-            "name": d.name,
-            "statistic": _finite(d.statistic),
-            "importance": _finite(d.importance),
-            "impact": _finite(d.impact),
-        }
-        for d in drift_impact_ranking(comparable_statistics(drift), reference.importance())
-    ]
+    ranking = ranking_details(
+        drift_impact_ranking(comparable_statistics(drift), reference.importance())
+    )
     if current.rows == 0:
         error = (
             "no record of the window has explanations"

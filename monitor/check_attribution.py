@@ -32,6 +32,7 @@ from detectors.attribution import (
     drift_impact_ranking,
 )
 from detectors.drift import DriftReport
+from monitor.attribution import ranking_details, sample_rows
 from monitor.drift_config import AttributionSection
 from monitor.tables import InputError
 
@@ -65,15 +66,7 @@ class CheckAttribution:
 
     def ranking_list(self) -> list[dict[str, Any]]:
         """Return the ``drift_impact`` key of the JSON output, largest impact first."""
-        return [
-            {
-                "name": d.name,
-                "statistic": _finite(d.statistic),
-                "importance": _finite(d.importance),
-                "impact": _finite(d.impact),
-            }
-            for d in self.ranking
-        ]
+        return ranking_details(self.ranking)
 
 
 def check_attribution(
@@ -108,8 +101,8 @@ def check_attribution(
         absent = [c for c in columns if c not in frame.columns]
         if absent:
             raise InputError(f"the model's input columns {absent} are not in the {role} data")
-    ref_rows = _sample(reference[columns], settings.max_rows, settings.seed)
-    cur_rows = _sample(current[columns], settings.max_rows, settings.seed + 1)
+    ref_rows = sample_rows(reference[columns], settings.max_rows, settings.seed)
+    cur_rows = sample_rows(current[columns], settings.max_rows, settings.seed + 1)
     try:
         ref_shap = explain(model, ref_rows, background=ref_rows, seed=settings.seed)
         cur_shap = explain(model, cur_rows, background=ref_rows, seed=settings.seed)
@@ -134,11 +127,3 @@ def check_attribution(
         report=report,
         ranking=ranking,
     )
-
-
-def _sample(frame: pd.DataFrame, rows: int, seed: int) -> pd.DataFrame:
-    return frame if len(frame) <= rows else frame.sample(n=rows, random_state=seed)
-
-
-def _finite(value: float) -> float | None:
-    return value if value == value and abs(value) != float("inf") else None
