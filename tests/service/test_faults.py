@@ -1,10 +1,10 @@
 """Faults: the broker restarts, the database goes away -- the monitor recovers, loses nothing.
 
-(a) A durable broker (Tansu on its S3 storage engine against a local
-``moto_server``, see DESIGN.md) is SIGKILLed mid-stream and restarted on the
-same port; the rest of the stream is produced after the restart. The running
-``driftline run`` must reconnect, rejoin and store exactly the results of an
-uninterrupted run.
+(a) Apache Kafka (its log directory on disk) is SIGKILLed mid-stream and
+restarted on the same port; the rest of the stream is produced after the
+restart. The running ``driftline run`` must reconnect, rejoin and store
+exactly the results of an uninterrupted run. Likewise when the broker is
+frozen (SIGSTOP) for twice the session timeout and then resumed.
 
 (b) The PostgreSQL database becomes unreachable mid-stream (the monitor
 reaches it through a TCP proxy that the test stops: connections reset, new
@@ -16,11 +16,7 @@ the results of an uninterrupted run.
 
 from __future__ import annotations
 
-import shutil
-import subprocess
-import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -28,6 +24,7 @@ from kafka import KafkaConsumer, TopicPartition
 from sqlalchemy.engine import make_url
 
 from tests import servers
+from tests.apache_kafka import KafkaFactory
 from tests.servers import unique_name
 from tests.service.harness import (
     PARTITIONS,
@@ -69,90 +66,11 @@ def finished(url: str, group: str, topic: str, stream: Stream) -> bool:
 # --- (a) broker restart ---
 
 
-class DurableBroker:
-    """A Tansu broker storing in S3 (a local moto_server): its data survives a restart."""
-
-    def __init__(self, env: dict[str, str], log_dir: Path) -> None:
-        self.env = env
-        self.log_dir = log_dir
-        self.brokers = [self._start(None)]
-
-    @property
-    def current(self) -> servers.Broker:
-        return self.brokers[-1]
-
-    def _start(self, port: int | None) -> servers.Broker:
-        return servers.start_broker(
-            port=port, storage_engine="s3://tansu/", env=self.env, log_dir=self.log_dir
-        )
-
-    def crash_and_restart(self, down_s: float) -> None:
-        """SIGKILL the broker, wait ``down_s`` seconds, start it again on the same port."""
-        old = self.current
-        old.kill()
-        time.sleep(down_s)
-        self.brokers.append(self._start(old.port))
-
-    def stop(self) -> None:
-        for broker in self.brokers:
-            broker.stop()
-
-
-@pytest.fixture
-def durable_broker(tmp_path: Path) -> Iterator[DurableBroker]:
-    """A :class:`DurableBroker`; skips (fails under CI=true) without moto_server and boto3."""
-    moto_server = shutil.which("moto_server", path=str(Path(sys.executable).parent))
-    try:
-        import boto3
-    except ImportError:
-        boto3 = None
-    if moto_server is None or boto3 is None:
-        servers.skip_or_fail(
-            'the durable broker needs moto_server and boto3: `.venv/bin/pip install "moto[server]"`'
-        )
-    port = servers.free_port()
-    log = (tmp_path / "moto.log").open("wb")
-    moto = subprocess.Popen(
-        [moto_server, "-H", servers.LOCALHOST, "-p", str(port)],
-        stdin=subprocess.DEVNULL,
-        stdout=log,
-        stderr=log,
-    )
-    durable = None
-    try:
-        servers.wait_for_port(servers.LOCALHOST, port, timeout=30, process=moto)
-        endpoint = f"http://{servers.LOCALHOST}:{port}"
-        boto3.client(
-            "s3",
-            endpoint_url=endpoint,
-            aws_access_key_id="x",
-            aws_secret_access_key="x",
-            region_name="us-east-1",
-        ).create_bucket(Bucket="tansu")
-        env = {
-            "AWS_ACCESS_KEY_ID": "x",
-            "AWS_SECRET_ACCESS_KEY": "x",
-            "AWS_DEFAULT_REGION": "us-east-1",
-            "AWS_ENDPOINT": endpoint,
-            "AWS_ALLOW_HTTP": "true",
-        }
-        try:
-            durable = DurableBroker(env, tmp_path)
-        except servers.BrokerUnavailable as error:
-            servers.skip_or_fail(str(error))
-        yield durable
-    finally:
-        if durable is not None:
-            durable.stop()
-        moto.kill()
-        moto.wait(10)
-        log.close()
-
-
 def test_broker_restart_mid_stream_loses_nothing(
-    durable_broker: DurableBroker, tmp_path: Path, monitors: MonitorPool
+    kafka_factory: KafkaFactory, tmp_path: Path, monitors: MonitorPool
 ) -> None:
-    bootstrap = durable_broker.current.bootstrap
+    broker = kafka_factory()
+    bootstrap = broker.bootstrap
     stream = Stream(model="credit", windows=10, per_window=200, drift_from=4)
     names = Names.fresh(stream.model)
     create_topics(bootstrap, [names.predictions, names.labels, names.dead_letter])
@@ -164,8 +82,6 @@ def test_broker_restart_mid_stream_loses_nothing(
         names=names,
         group=group,
         database_url=url,
-        # kafka-python's idempotent producer fails for good after a broker restart.
-        client_options={"enable_idempotence": False},
     )
     store_reference(url, config, stream)
     chunks = chunks_of(stream)
@@ -182,16 +98,62 @@ def test_broker_restart_mid_stream_loses_nothing(
         before = sum(stored_offsets(store, group, names.predictions).values())
     assert before < stream.windows * stream.per_window
 
-    durable_broker.crash_and_restart(down_s=1.5)
+    broker.kill()  # SIGKILL: the log directory stays, as after a host crash
+    time.sleep(1.5)
+    broker.start()
     assert monitor.alive, monitors.logs()
     PacedProducer(bootstrap, names.predictions, chunks[half:], 0.2).start().join(60)
     wait_until(
         lambda: finished(url, group, names.predictions, stream),
-        60,
+        90,
         lambda: f"the monitor did not recover from the restart\n{monitors.logs()}",
         interval=0.3,
     )
     assert monitor.alive, monitors.logs()
+    assert monitor.stop() == 0, monitors.logs()
+    with opened(url) as store:
+        results = snapshot(store, stream.model)
+    assert [w["rows"] for w in results.values()] == [stream.per_window] * (stream.windows - 1)
+    expected = reference_results(tmp_path, bootstrap=bootstrap, names=names, stream=stream)
+    assert_same_results(results, expected)
+
+
+def test_broker_freeze_mid_stream_loses_nothing(
+    kafka_factory: KafkaFactory, tmp_path: Path, monitors: MonitorPool
+) -> None:
+    """The broker stops answering (SIGSTOP) for longer than the session timeout, then resumes."""
+    broker = kafka_factory()
+    bootstrap = broker.bootstrap
+    stream = Stream(model="credit", windows=8, per_window=200, drift_from=4)
+    names = Names.fresh(stream.model)
+    create_topics(bootstrap, [names.predictions, names.labels, names.dead_letter])
+    url = f"sqlite:///{tmp_path / 'freeze.db'}"
+    group = unique_name("freeze")
+    config = write_config(
+        tmp_path / "freeze.yaml", bootstrap=bootstrap, names=names, group=group, database_url=url
+    )
+    store_reference(url, config, stream)
+    chunks = chunks_of(stream)
+    half = len(chunks) // 2
+    monitor = monitors.new(config, "freeze").start()
+    PacedProducer(bootstrap, names.predictions, chunks[:half], 0.2).start().join(60)
+    with opened(url) as store:
+        wait_until(
+            lambda: len(summaries(store, stream.model)) >= 2,
+            60,
+            lambda: f"nothing evaluated before the freeze\n{monitors.logs()}",
+            interval=0.2,
+        )
+    with broker.frozen():
+        time.sleep(4)  # twice the session timeout: the group coordinator is gone meanwhile
+        assert monitor.alive, monitors.logs()
+    PacedProducer(bootstrap, names.predictions, chunks[half:], 0.2).start().join(60)
+    wait_until(
+        lambda: finished(url, group, names.predictions, stream),
+        90,
+        lambda: f"the monitor did not recover from the freeze\n{monitors.logs()}",
+        interval=0.3,
+    )
     assert monitor.stop() == 0, monitors.logs()
     with opened(url) as store:
         results = snapshot(store, stream.model)

@@ -98,7 +98,16 @@ BAD_RECORDS = [
 ]
 
 
-def test_drift_from_the_injected_window_on_and_equal_to_check(kafka_broker, tmp_path):
+@pytest.fixture(params=["apache-kafka", "tansu"])
+def any_broker(request):
+    """Apache Kafka, the integration broker, then Tansu: ``make demo``'s embedded broker."""
+    return request.getfixturevalue(
+        "kafka_broker" if request.param == "apache-kafka" else "tansu_broker"
+    )
+
+
+def test_drift_from_the_injected_window_on_and_equal_to_check(any_broker, tmp_path):
+    kafka_broker = any_broker
     config = make_config(tmp_path, kafka_broker.bootstrap)
     stream = Stream(model="credit", windows=7, per_window=400, drift_from=3)
     store = Store.connect(config.database_url())
