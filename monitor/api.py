@@ -17,6 +17,22 @@ The OpenAPI description is at ``/openapi.json`` and interactive docs at
 
 Decisions where the brief is silent
 -----------------------------------
+Authentication
+    When the config names a token (``http.write_token_env``), both ``POST``
+    endpoints need ``Authorization: Bearer <token>``: no header, another
+    scheme or an empty token is 401 with ``WWW-Authenticate: Bearer``, a
+    wrong token 403. The check runs before the body is read and before the
+    model is looked up, so a refused request uploads nothing and learns no
+    model names. Tokens are compared in constant time (SHA-256 digests of
+    both with :func:`hmac.compare_digest`, so not even the length leaks) and
+    never logged. ``http.auth_reads: true`` puts ``GET /api/...`` and
+    ``/metrics`` behind the same token; ``/healthz``, ``/readyz``,
+    ``/openapi.json`` and ``/docs`` always stay open (probes; the schema
+    holds no data). ``http.writes: disabled`` answers both ``POST`` endpoints
+    with 403 whatever the token. Writes without a token are open to anyone:
+    :class:`~monitor.config.HttpSection` allows that only on a loopback host,
+    :func:`create_app` logs a one-line warning and :func:`serve` refuses a
+    non-loopback address.
 Record ingest goes through Kafka
     ``POST /api/records`` validates each record exactly as the consumer does
     (:func:`~monitor.records.decode_prediction` or
@@ -49,8 +65,10 @@ Ingest status codes
     may still have been written, and a retry then duplicates it.
 Readiness
     The database is pinged on every probe; the broker check (default: a
-    metadata request with a short timeout) is cached for a few seconds, its
-    failures too, so that frequent probes do not hammer the broker. Messages
+    metadata request with a short timeout, after one SASL login when the
+    config uses SASL, so that refused credentials are reported as such) is
+    cached for a few seconds, its failures too, so that frequent probes do
+    not hammer the broker. Messages
     never hold passwords: URLs are masked with :func:`~monitor.store.mask_url`
     and the configured Kafka secrets are replaced by ``***``.
 New references apply on restart
@@ -61,12 +79,17 @@ New references apply on restart
     the profile it was started with), so it waits for a clean restart.
     For a model with ``performance_estimation`` the upload must hold the
     target and score columns: the fitted estimator is stored with the profile
-    (400 naming the column if it cannot be fitted).
+    (400 naming the column if it cannot be fitted). A file whose prediction,
+    target or score column is missing or ambiguous is refused with 422 and
+    the message ``driftline reference build`` prints
+    (:func:`~monitor.runtime.check_reference_columns`); nothing is stored.
 """
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
+import hmac
 import json
 import logging
 import math
@@ -83,10 +106,11 @@ from typing import Annotated, Any, Final, Literal, Protocol
 
 import orjson
 import uvicorn
-from fastapi import FastAPI, HTTPException, Query, Request, Response
+from fastapi import FastAPI, HTTPException, Query, Request, Response, Security
 from fastapi import Path as PathParam
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from kafka import KafkaAdminClient, KafkaProducer
 from kafka.errors import MessageSizeTooLargeError
 from prometheus_client import CollectorRegistry
@@ -94,7 +118,8 @@ from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy.exc import SQLAlchemyError
 from starlette.datastructures import UploadFile
 
-from monitor.config import ModelConfig, ServiceConfig
+from monitor.config import ConfigError, ModelConfig, ServiceConfig, is_loopback_host
+from monitor.kafka_security import KafkaAuthenticationError, check_kafka_credentials, uses_sasl
 from monitor.metrics import CONTENT_TYPE, Metrics, render
 from monitor.records import (
     InvalidReason,
@@ -105,7 +130,12 @@ from monitor.records import (
     decode_prediction,
     route,
 )
-from monitor.runtime import StoredReference, build_reference
+from monitor.runtime import (
+    ReferenceColumnsError,
+    StoredReference,
+    build_reference,
+    check_reference_columns,
+)
 from monitor.store import FeatureResultRow, Store, StoreError, WindowSummaryRow, mask_url
 from monitor.tables import InputError, read_table
 
@@ -173,9 +203,18 @@ _CONTENT_TYPE_FORMAT: Final[Mapping[str, str]] = {
     "application/jsonl": "jsonl",
     "application/json-lines": "jsonl",
 }
-# Kafka option values that must never appear in a message.
-_SECRET_OPTIONS: Final = ("sasl_plain_password", "ssl_password", "sasl_plain_username")
+# Kafka option values that must never appear in a message. Not the SASL user name: it is
+# no secret, the operator needs it to tell which login was refused, and replacing a short
+# name such as "kafka" everywhere would garble messages.
+_SECRET_OPTIONS: Final = ("sasl_plain_password", "ssl_password")
 _URL_IN_TEXT: Final = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://[^\s'\"]+")
+# Reads the Authorization header for the token checks and declares the scheme in OpenAPI;
+# 401 and 403 are raised by _State.authorize, not by FastAPI.
+_BEARER: Final = HTTPBearer(
+    auto_error=False,
+    scheme_name="bearerToken",
+    description="The token held by the environment variable named in http.write_token_env.",
+)
 # Producer defaults that keep a request from hanging for a minute on a dead broker;
 # options in the config (broker.client_options) override them.
 _PRODUCER_DEFAULTS: Final[Mapping[str, Any]] = {
@@ -237,12 +276,19 @@ def kafka_broker_check(config: ServiceConfig, *, timeout_s: float = 2.0) -> Brok
 
     It connects with the config's bootstrap servers and security options and
     raises :class:`BrokerUnreachable` (secrets scrubbed) when the broker does
-    not answer. Not cached: wrap it in :class:`CachedCheck`.
+    not answer. With SASL it first logs in once
+    (:func:`~monitor.kafka_security.check_kafka_credentials`): refused
+    credentials fail at once with the message naming the user, mechanism,
+    broker and password variable, instead of after the admin client's
+    bootstrap timeout as "Unable to bootstrap". Not cached: wrap it in
+    :class:`CachedCheck`.
     """
 
     def check() -> None:
         accepted = KafkaAdminClient.DEFAULT_CONFIG
         try:
+            if uses_sasl(config):
+                check_kafka_credentials(config, timeout_s=timeout_s)
             options = {k: v for k, v in config.kafka_producer_options().items() if k in accepted}
             timeout_ms = max(1, int(timeout_s * 1000))
             options.update(request_timeout_ms=timeout_ms, bootstrap_timeout_ms=timeout_ms)
@@ -251,6 +297,8 @@ def kafka_broker_check(config: ServiceConfig, *, timeout_s: float = 2.0) -> Brok
                 admin.describe_cluster()
             finally:
                 admin.close()
+        except KafkaAuthenticationError as error:  # one sentence already, without secrets
+            raise BrokerUnreachable(_scrub(config, str(error))) from None
         except Exception as error:
             raise BrokerUnreachable(_scrub(config, _describe(error))) from None
 
@@ -455,6 +503,12 @@ def create_app(
     ``max_reference_bytes`` an uploaded reference file, ``produce_timeout_s``
     the wait for the broker's acknowledgements. ``clock`` gives the arrival
     time of records (epoch seconds).
+
+    The write endpoints need the bearer token of
+    :meth:`~monitor.config.ServiceConfig.http_write_token` (``ConfigError``
+    if its variable is unset), or are off with ``http.writes: disabled``;
+    with ``http.auth_reads`` the reads need it too. Without a token, writes
+    are open and a warning is logged.
     """
     if max_body_bytes is None:
         max_body_bytes = min(1000 * config.consumer.max_record_bytes, DEFAULT_MAX_BODY_BYTES)
@@ -468,6 +522,15 @@ def create_app(
         raise ValueError(f"produce_timeout_s must be positive, got {produce_timeout_s!r}")
     if broker_check is None:
         broker_check = CachedCheck(kafka_broker_check(config), clock=time.monotonic)
+    token = config.http_write_token()
+    writes_enabled = config.http.writes == "enabled"
+    if writes_enabled and token is None:
+        log.warning(
+            "HTTP writes are open to anyone who reaches %s:%d: no token configured "
+            "(http.write_token_env); allowed on a loopback address only",
+            config.http.host,
+            config.http.port,
+        )
     state = _State(
         config=config,
         store=store,
@@ -479,6 +542,9 @@ def create_app(
         max_reference_bytes=max_reference_bytes,
         produce_timeout_s=produce_timeout_s,
         clock=clock,
+        token_digest=None if token is None else _digest(token.encode("utf-8")),
+        auth_reads=config.http.auth_reads,
+        writes_enabled=writes_enabled,
     )
 
     @contextlib.asynccontextmanager
@@ -524,6 +590,10 @@ class _State:
     max_reference_bytes: int
     produce_timeout_s: float
     clock: Callable[[], float]
+    #: SHA-256 of the bearer token (None: no token configured); the token itself is not kept.
+    token_digest: bytes | None = field(repr=False)
+    auth_reads: bool
+    writes_enabled: bool
     known: frozenset[str] = field(init=False)
     _producer: Producer | None = field(init=False, default=None)
     _lock: threading.Lock = field(init=False, default_factory=threading.Lock)
@@ -539,6 +609,21 @@ class _State:
                 HTTPStatus.NOT_FOUND, f"unknown model {name!r}; configured models: {known}"
             )
         return self.config.model(name)
+
+    def authorize(self, credentials: HTTPAuthorizationCredentials | None) -> None:
+        """Return if ``credentials`` hold the token (or none is configured); else 401 or 403."""
+        if self.token_digest is None:
+            return
+        if credentials is None:
+            raise HTTPException(
+                HTTPStatus.UNAUTHORIZED,
+                "this endpoint needs the header Authorization: Bearer <token>",
+                headers={"WWW-Authenticate": "Bearer"},
+            )
+        # Starlette decodes header bytes as Latin-1: encoding back gives the bytes sent.
+        given = _digest(credentials.credentials.encode("latin-1"))
+        if not hmac.compare_digest(given, self.token_digest):
+            raise HTTPException(HTTPStatus.FORBIDDEN, "the bearer token is not valid")
 
     def producer(self) -> Producer:
         """The shared producer, created at first use."""
@@ -571,6 +656,16 @@ class _State:
 _ERRORS: Final[dict[int | str, dict[str, Any]]] = {
     HTTPStatus.NOT_FOUND: {"model": ErrorDetail, "description": "Unknown model."},
     HTTPStatus.SERVICE_UNAVAILABLE: {"model": ErrorDetail, "description": "Database unavailable."},
+}
+_AUTH_ERRORS: Final[dict[int | str, dict[str, Any]]] = {
+    HTTPStatus.UNAUTHORIZED: {
+        "model": ErrorDetail,
+        "description": "No bearer token, or a malformed Authorization header.",
+    },
+    HTTPStatus.FORBIDDEN: {
+        "model": ErrorDetail,
+        "description": "A wrong token (or, on writes, http.writes: disabled).",
+    },
 }
 
 _PREDICTION_SCHEMA: Final[dict[str, Any]] = {
@@ -652,6 +747,26 @@ _REFERENCE_BODY: Final[dict[str, Any]] = {
 def _add_routes(app: FastAPI, state: _State) -> None:
     """Declare every endpoint of ``app`` on ``state``."""
 
+    async def writable(
+        credentials: Annotated[HTTPAuthorizationCredentials | None, Security(_BEARER)],
+    ) -> None:
+        """Let a write through if writes are enabled and the request holds the token."""
+        if not state.writes_enabled:
+            raise HTTPException(
+                HTTPStatus.FORBIDDEN, "writes are disabled on this service (http.writes: disabled)"
+            )
+        state.authorize(credentials)
+
+    async def readable(
+        credentials: Annotated[HTTPAuthorizationCredentials | None, Security(_BEARER)],
+    ) -> None:
+        """Let a read through if the request holds the token (with ``http.auth_reads``)."""
+        state.authorize(credentials)
+
+    write_auth = [Security(writable)]
+    read_auth = [Security(readable)] if state.auth_reads else []
+    read_errors = _AUTH_ERRORS if state.auth_reads else {}
+
     @app.get("/healthz", response_model=Health, tags=["operations"])
     def healthz() -> Health:
         """Liveness: answers as long as the process serves HTTP."""
@@ -688,11 +803,13 @@ def _add_routes(app: FastAPI, state: _State) -> None:
         "/metrics",
         tags=["operations"],
         response_class=Response,
+        dependencies=read_auth,
         responses={
             HTTPStatus.OK: {
                 "content": {CONTENT_TYPE: {"schema": {"type": "string"}}},
                 "description": "Prometheus text exposition format.",
-            }
+            },
+            **read_errors,
         },
     )
     def metrics() -> Response:
@@ -703,7 +820,11 @@ def _add_routes(app: FastAPI, state: _State) -> None:
         "/api/models",
         response_model=list[ModelInfo],
         tags=["models"],
-        responses={HTTPStatus.SERVICE_UNAVAILABLE: _ERRORS[HTTPStatus.SERVICE_UNAVAILABLE]},
+        dependencies=read_auth,
+        responses={
+            HTTPStatus.SERVICE_UNAVAILABLE: _ERRORS[HTTPStatus.SERVICE_UNAVAILABLE],
+            **read_errors,
+        },
     )
     def list_models() -> list[ModelInfo]:
         """The configured models with their newest reference version and last evaluated window."""
@@ -733,7 +854,8 @@ def _add_routes(app: FastAPI, state: _State) -> None:
         "/api/models/{model}/windows",
         response_model=WindowPage,
         tags=["models"],
-        responses=_ERRORS,
+        dependencies=read_auth,
+        responses={**_ERRORS, **read_errors},
     )
     def list_windows(
         model: Annotated[str, PathParam(description="a configured model's name")],
@@ -772,7 +894,9 @@ def _add_routes(app: FastAPI, state: _State) -> None:
         response_model=IngestResult,
         tags=["ingest"],
         openapi_extra=_RECORDS_BODY,
+        dependencies=write_auth,
         responses={
+            **_AUTH_ERRORS,
             HTTPStatus.MULTI_STATUS: {"model": IngestResult, "description": "Some rejected."},
             HTTPStatus.BAD_REQUEST: {"model": ErrorDetail, "description": "Body not usable."},
             HTTPStatus.REQUEST_ENTITY_TOO_LARGE: {"model": ErrorDetail},
@@ -814,8 +938,10 @@ def _add_routes(app: FastAPI, state: _State) -> None:
         status_code=HTTPStatus.CREATED,
         tags=["models"],
         openapi_extra=_REFERENCE_BODY,
+        dependencies=write_auth,
         responses={
             **_ERRORS,
+            **_AUTH_ERRORS,
             HTTPStatus.BAD_REQUEST: {"model": ErrorDetail, "description": "Unusable file."},
             HTTPStatus.REQUEST_ENTITY_TOO_LARGE: {"model": ErrorDetail},
         },
@@ -1119,12 +1245,18 @@ def _suffix(fmt: str | None, shown: str) -> str:
 def _profile_file(config: ModelConfig, path: Path, shown: str) -> tuple[StoredReference, int]:
     """Read ``path`` and build ``config``'s reference of it; 400 with one sentence if unusable.
 
-    With ``performance_estimation`` the reference also holds the estimator
-    fitted on the file's target and score columns.
+    422 with :func:`~monitor.runtime.check_reference_columns`'s message (the
+    one ``driftline reference build`` prints) when the prediction, target or
+    score column is missing or ambiguous. With ``performance_estimation`` the
+    reference also holds the estimator fitted on the file's target and score
+    columns.
     """
     try:
         frame = read_table(path, "reference")
+        check_reference_columns(config, [str(c) for c in frame.columns])
         reference = build_reference(config, frame)
+    except ReferenceColumnsError as error:
+        raise HTTPException(HTTPStatus.UNPROCESSABLE_ENTITY, str(error)) from None
     except (ValueError, KeyError, TypeError) as error:  # InputError is a ValueError
         message = str(error.args[0]) if isinstance(error, KeyError) and error.args else str(error)
         message = message.replace(str(path), shown)
@@ -1185,6 +1317,10 @@ def _feature(row: FeatureResultRow) -> FeatureResult:
         missing_share=_finite(row.missing_share),
         status=row.status,
     )
+
+
+def _digest(token: bytes) -> bytes:
+    return hashlib.sha256(token).digest()
 
 
 def _describe(error: BaseException) -> str:
@@ -1256,8 +1392,21 @@ def serve(
     ``port`` 0 picks a free port (see :attr:`ApiServer.port`). uvicorn does
     not touch the logging configuration (the service's own applies) and
     installs no signal handlers in a thread. Raises ``OSError`` if it cannot
-    listen, ``TimeoutError`` if it does not start within ``start_timeout`` s.
+    listen, ``TimeoutError`` if it does not start within ``start_timeout`` s,
+    and ``ConfigError`` before listening if ``app`` (from :func:`create_app`)
+    takes writes without a token and ``host`` is not a loopback address.
     """
+    state = getattr(app.state, "driftline", None)
+    if (
+        isinstance(state, _State)
+        and state.writes_enabled
+        and state.token_digest is None
+        and not is_loopback_host(host)
+    ):
+        raise ConfigError(
+            f"refusing to serve the HTTP API on {host}: writes are enabled without a token; "
+            "set http.write_token_env, or http.writes: disabled, or a loopback host"
+        )
     config = uvicorn.Config(
         app,
         host=host,

@@ -9,11 +9,14 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from rich.console import Console
+from rich.markup import escape
 
 from detectors.errors import ColumnTypeError, InvalidParameterError
 
 #: Exit codes of ``driftline check`` (and of every command on bad input).
 EXIT_OK, EXIT_DRIFT, EXIT_USAGE = 0, 1, 2
+#: ``driftline run``: ingestion stopped on an error it cannot recover from.
+EXIT_RUN_FAILED = 1
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -110,12 +113,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (ValueError, LookupError, ColumnTypeError, InvalidParameterError, OSError) as exc:
         # Input and config problems are the user's to fix: one clear sentence, no traceback.
         message = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
+        # Escaped: a message quoting a column or value such as "[x]" is not markup.
         err.print(
-            f"[bold red]driftline {args.command}:[/] {message}", highlight=False, soft_wrap=True
+            f"[bold red]driftline {args.command}:[/] {escape(str(message))}",
+            highlight=False,
+            soft_wrap=True,
         )
         return EXIT_USAGE
     except RuntimeError as exc:  # StoreError, ServiceError: an unreachable database and the like
-        err.print(f"[bold red]driftline {args.command}:[/] {exc}", highlight=False, soft_wrap=True)
+        err.print(
+            f"[bold red]driftline {args.command}:[/] {escape(str(exc))}",
+            highlight=False,
+            soft_wrap=True,
+        )
         return EXIT_USAGE
     except KeyboardInterrupt:
         return 130
@@ -158,16 +168,29 @@ def _run(args: argparse.Namespace) -> int:
     import signal
 
     from monitor.config import ServiceConfig
-    from monitor.service import Service
+    from monitor.kafka_security import config_secrets, redact_secrets_in_logs
+    from monitor.service import IngestionError, Service
 
     logging.basicConfig(
         level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
-    service = Service(ServiceConfig.load(args.config))
+    config = ServiceConfig.load(args.config)
+    # No secret in any log line, whatever the level: kafka-python logs its admin client's
+    # configuration (the SASL password included) at DEBUG.
+    redact_secrets_in_logs(config_secrets(config))
+    service = Service(config)
     # SIGTERM stops like Ctrl-C: a last checkpoint, then exit.
     signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
-    with contextlib.suppress(KeyboardInterrupt):
-        service.run()
+    try:
+        with contextlib.suppress(KeyboardInterrupt):
+            service.run()
+    except IngestionError as error:
+        # Not EXIT_USAGE: the config was fine, the run failed (the traceback is logged above);
+        # a supervisor restarts the process and can alert on the restarts.
+        Console(stderr=True).print(
+            f"[bold red]driftline run:[/] {escape(str(error))}", highlight=False, soft_wrap=True
+        )
+        return EXIT_RUN_FAILED
     return EXIT_OK
 
 
@@ -185,15 +208,23 @@ def _replay(args: argparse.Namespace) -> int:
 
 
 def _reference_build(args: argparse.Namespace) -> int:
+    """Check the file's columns, profile it, store it, and say what was stored.
+
+    A file whose prediction, target or score column is missing or ambiguous
+    is refused before anything is stored (``ReferenceColumnsError``, exit 2);
+    see :func:`monitor.runtime.check_reference_columns`.
+    """
     from monitor.config import ServiceConfig
-    from monitor.runtime import build_reference
+    from monitor.runtime import build_reference, check_reference_columns, describe_reference
     from monitor.store import Store
     from monitor.tables import read_table
 
     config = ServiceConfig.load(args.config)
     model = config.model(args.model)
+    frame = read_table(args.file, "training")
+    columns = check_reference_columns(model, [str(c) for c in frame.columns])
     # With performance_estimation configured, the fitted CBPE is stored with the profile.
-    reference = build_reference(model, read_table(args.file, "training"))
+    reference = build_reference(model, frame)
     profile = reference.profile
     store = Store.connect(config.database_url())
     try:
@@ -201,10 +232,13 @@ def _reference_build(args: argparse.Namespace) -> int:
     finally:
         store.close()
     estimator = " and its performance estimator" if reference.estimator is not None else ""
-    Console().print(
+    out = Console(highlight=False, markup=False, soft_wrap=True)
+    out.print(
         f"Stored reference profile{estimator} version {version} of {model.name!r}: "
         f"{len(profile.specs)} columns, {profile.reference.rows:,} rows."
     )
+    for line in describe_reference(columns, reference, model):
+        out.print(f"  {line}")
     return EXIT_OK
 
 

@@ -25,7 +25,12 @@ Secrets
     without echoing the value. Environment variable names must be upper case
     (``[A-Z_][A-Z0-9_]*``), which also catches a secret pasted into an
     ``*_env`` field -- again without echoing it. The returned option dicts
-    hold the secrets: never log them.
+    hold the secrets: never log them. The HTTP API's bearer token is one of
+    these secrets (``http.write_token_env``, read by
+    :meth:`ServiceConfig.http_write_token` when the service starts).
+HTTP writes
+    Writes enabled without a token are accepted only on a loopback ``http.host``;
+    on any other address the config is rejected (:class:`HttpSection`).
 Paths
     Relative paths (``reference``, ``ssl_*file``) are relative to the config
     file's directory (when read by :meth:`ServiceConfig.load`), so a config
@@ -69,6 +74,7 @@ Joint and attribution drift
 
 from __future__ import annotations
 
+import ipaddress
 import math
 import os
 import re
@@ -118,6 +124,7 @@ __all__ = [
     "ConsumerSection",
     "DataQualitySection",
     "DatabaseSection",
+    "DeadLetterSection",
     "HttpSection",
     "LabelsSection",
     "ModelConfig",
@@ -129,6 +136,7 @@ __all__ = [
     "ServiceConfig",
     "TopicsSection",
     "WindowSection",
+    "is_loopback_host",
 ]
 
 #: Largest ``size / hop`` of a hopping window (each record updates that many window sketches).
@@ -342,6 +350,31 @@ class TopicsSection(_Section):
         return self
 
 
+class DeadLetterSection(_Section):
+    """What an invalid record becomes on ``topics.dead_letter``, and how long writes are retried.
+
+    ``max_value_bytes`` caps the value and the key written there. A longer
+    value is cut to that many bytes (0 keeps only the headers: the reason and
+    the source topic/partition/offset) and marked with a ``driftline-truncated``
+    header holding its original size; the cut is smaller still when the headers
+    would not leave room under the producer's ``max_request_size``. The default,
+    64 KiB, sits far below the producer's and the brokers' default limits
+    (about 1 MiB each), so that a record the broker accepted compressed -- and
+    that is oversized for that very reason -- still fits uncompressed.
+    ``retry_timeout_s`` bounds how long dead-letter writes failing with a
+    retriable error (broker unreachable, no partition leader, timeouts) are
+    retried, with consumption paused; then they are given up. A non-retriable
+    failure (too large, not authorized, invalid topic) is given up at once.
+    A given-up record is counted in
+    ``driftline_dead_letter_failures_total{reason}``, logged with its source
+    coordinates and skipped: the partition moves on (see
+    :mod:`monitor.dead_letter`).
+    """
+
+    max_value_bytes: int = Field(65536, ge=0)
+    retry_timeout_s: Seconds = 60.0
+
+
 class ConsumerSection(_Section):
     """The Kafka consumer group and when consumed state is checkpointed to the database."""
 
@@ -355,6 +388,10 @@ class ConsumerSection(_Section):
     idle_timeout_s: Seconds = 60.0
     max_record_bytes: int = Field(1048576, ge=1)
     auto_offset_reset: Literal["earliest", "latest"] = "earliest"
+    #: ``read_committed`` (the default): records of transactions that were aborted, or are
+    #: still open, are never read, as a transactional upstream (Kafka Streams, Flink with
+    #: exactly-once sinks) intends. ``read_uncommitted`` reads them all at once.
+    isolation_level: Literal["read_committed", "read_uncommitted"] = "read_committed"
 
     def attended_within_s(self) -> float:
         """Return how recently a partition's progress row must be rewritten to count as attended.
@@ -392,11 +429,76 @@ class DatabaseSection(_Section):
         return self
 
 
+def is_loopback_host(host: str) -> bool:
+    """Return whether ``host`` is a loopback address: in 127.0.0.0/8, ``::1`` or ``localhost``.
+
+    Any other name or address, ``0.0.0.0`` and ``::`` included, may be reachable
+    from other machines.
+
+    >>> [is_loopback_host(h) for h in ("127.0.0.1", "127.3.2.1", "::1", "[::1]", "LocalHost")]
+    [True, True, True, True, True]
+    >>> [is_loopback_host(h) for h in ("0.0.0.0", "::", "10.1.2.3", "monitor.internal")]
+    [False, False, False, False]
+    """
+    name = host.strip().lower()
+    if name.startswith("[") and name.endswith("]"):
+        name = name[1:-1]
+    if name in ("localhost", "localhost."):
+        return True
+    try:
+        address = ipaddress.ip_address(name)
+    except ValueError:
+        return False  # another host name: it may resolve to anything
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        address = address.ipv4_mapped
+    return address.is_loopback
+
+
+def _writes_switch(value: Any) -> Any:
+    # YAML reads `writes: off` / `writes: false` as a boolean.
+    if value is True:
+        return "enabled"
+    if value is False:
+        return "disabled"
+    return value
+
+
 class HttpSection(_Section):
-    """Where the HTTP API and the ``/metrics`` endpoint listen (port 0: any free port)."""
+    """Where the HTTP API and ``/metrics`` listen (port 0: any free port), and who may write.
+
+    ``write_token_env`` names the environment variable holding the API's
+    bearer token (read when the service starts, never written in the file).
+    With a token, ``POST /api/records`` and ``POST /api/models/{model}/reference``
+    need ``Authorization: Bearer <token>``; with ``auth_reads: true`` so do
+    ``GET /api/...`` and ``/metrics`` (``/healthz`` and ``/readyz`` stay open for
+    probes). ``writes: disabled`` turns both write endpoints off (403 for
+    everyone). Writes enabled without a token are refused on any ``host``
+    but a loopback one (:func:`is_loopback_host`): anyone who reached the port
+    could replace a reference and silence drift detection.
+    """
 
     host: str = Field("127.0.0.1", min_length=1)
     port: int = Field(8000, ge=0, le=65535)
+    write_token_env: EnvName | None = None
+    auth_reads: bool = False
+    writes: Annotated[Literal["enabled", "disabled"], BeforeValidator(_writes_switch)] = "enabled"
+
+    @model_validator(mode="after")
+    def _token_where_needed(self) -> HttpSection:
+        if self.auth_reads and self.write_token_env is None:
+            raise ValueError(
+                "auth_reads: true needs write_token_env: the name of the environment variable "
+                "holding the API's bearer token"
+            )
+        open_writes = self.writes == "enabled" and self.write_token_env is None
+        if open_writes and not is_loopback_host(self.host):
+            raise ValueError(
+                f"host {self.host!r} is not a loopback address and writes are enabled "
+                "without a token: set write_token_env to the name of an environment "
+                "variable holding a bearer token, or set writes: disabled, or bind "
+                "host: 127.0.0.1"
+            )
+        return self
 
 
 class SchedulerSection(_Section):
@@ -428,9 +530,18 @@ class PredictionSection(_Section):
     labels then give no score metrics. A performance estimator stored with
     the reference profile brings its own positive label (fitted on the
     reference's target), used when this field is not set.
+
+    ``column`` is the reference file's column that holds the model's
+    predictions on the reference rows (default ``prediction``): it is
+    profiled as the prediction, and each window's ``field`` is compared with
+    it. ``null`` says the reference holds no predictions: the profile has no
+    prediction and windows report no prediction drift.
+    ``driftline reference build`` and the reference upload refuse a file
+    without that column (see :func:`monitor.runtime.check_reference_columns`).
     """
 
     field: Literal["score", "label"] = "score"
+    column: Annotated[str, Field(min_length=1)] | None = "prediction"
     kind: ColumnKind = ColumnKind.NUMERIC
     task: Literal["classification", "regression"] = "regression"
     positive_label: LabelValue = None
@@ -767,6 +878,7 @@ class ServiceConfig(_Section):
     broker: BrokerSection = BrokerSection()
     topics: TopicsSection = TopicsSection()
     consumer: ConsumerSection = ConsumerSection()
+    dead_letter: DeadLetterSection = DeadLetterSection()
     database: DatabaseSection = DatabaseSection()
     http: HttpSection = HttpSection()
     scheduler: SchedulerSection = SchedulerSection()
@@ -829,6 +941,7 @@ class ServiceConfig(_Section):
             "max_poll_interval_ms": consumer.max_poll_interval_ms,
             "max_poll_records": consumer.max_poll_records,
             "auto_offset_reset": consumer.auto_offset_reset,
+            "isolation_level": consumer.isolation_level,
             "enable_auto_commit": False,
         }
         return options
@@ -849,6 +962,19 @@ class ServiceConfig(_Section):
                 "does not hold a URL of the form DIALECT[+DRIVER]://..."
             )
         return url
+
+    def http_write_token(self) -> str | None:
+        """Return the HTTP API's bearer token, or None when ``http.write_token_env`` is not set.
+
+        The token is the value of the environment variable named by
+        ``http.write_token_env``; raises ``ConfigError`` naming the variable
+        (never a value) when it is unset or empty. The result is a secret:
+        never log it.
+        """
+        name = self.http.write_token_env
+        if name is None:
+            return None
+        return self._env("http.write_token_env", name, "the HTTP API's bearer token")
 
     def _kafka_common_options(self, accepted: frozenset[str]) -> dict[str, Any]:
         broker = self.broker
@@ -924,7 +1050,7 @@ def _reject_secrets(file: Path, data: Mapping[str, Any]) -> None:
                 raise ConfigError(
                     f"{file}: {where(here)}: secrets must not be written in the config file; "
                     f"put it in an environment variable and give that variable's name in "
-                    f"{_env_field_for(name)} (value not shown)"
+                    f"{_env_field_for(name, str(here[0]))} (value not shown)"
                 )
             # These sections are keyed by feature and method names, not settings.
             if not (len(path) == 2 and path[0] == "models" and name in _FEATURE_KEYED):
@@ -940,7 +1066,9 @@ def _reject_secrets(file: Path, data: Mapping[str, Any]) -> None:
         )
 
 
-def _env_field_for(key: str) -> str:
+def _env_field_for(key: str, section: str) -> str:
+    if section == "http" and "token" in key:
+        return "http.write_token_env"
     if "ssl" in key:
         return "broker.ssl_password_env"
     if "sasl" in key or key == "password":

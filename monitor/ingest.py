@@ -4,7 +4,10 @@ One :class:`Ingestor` consumes the predictions and labels topics in the
 consumer group. Valid predictions are aggregated per partition (see
 :mod:`monitor.aggregate`); labels and predictions with a ``request_id`` are
 stored for joins; every invalid record goes to the dead-letter topic with its
-reason in a header and is counted -- the partition keeps flowing.
+reason in a header and is counted -- the partition keeps flowing. A dead letter
+is cut to fit the producer's and broker's limits, and one that cannot be
+written even so is counted, logged and skipped (:mod:`monitor.dead_letter`):
+no single record can stop a partition.
 
 Exactly-once: at a checkpoint the dead-letter producer is flushed, then the
 dirty partials and every partition's next offset are written in one database
@@ -51,6 +54,10 @@ from kafka.errors import KafkaError
 from detectors.profile import ReferenceProfile
 from monitor.aggregate import PartitionState
 from monitor.config import ServiceConfig
+from monitor.dead_letter import DETAIL_HEADER as DETAIL_HEADER
+from monitor.dead_letter import REASON_HEADER as REASON_HEADER
+from monitor.dead_letter import SOURCE_HEADER as SOURCE_HEADER
+from monitor.dead_letter import DeadLetterWriter
 from monitor.metrics import Metrics
 from monitor.records import (
     InvalidRecord,
@@ -67,10 +74,15 @@ from monitor.store.rows import LabelRow, PredictionRow, ProgressRow
 
 log = logging.getLogger(__name__)
 
-#: Header names on dead-lettered records.
-REASON_HEADER = "driftline-reason"
-DETAIL_HEADER = "driftline-detail"
-SOURCE_HEADER = "driftline-source"
+#: Defaults of the dead-letter producer (``broker.client_options`` override them).
+#: ``max_block_ms`` (kafka-python's is 60 s) bounds how long a send may wait for the
+#: dead-letter topic's metadata, blocking the ingest loop. Not idempotent: kafka-python's
+#: idempotent producer fails every later send once the broker refused one record for
+#: good (too large, say), and dead letters are at-least-once anyway.
+DEAD_LETTER_PRODUCER_DEFAULTS: dict[str, Any] = {
+    "max_block_ms": 10_000,
+    "enable_idempotence": False,
+}
 #: Longest wait between two attempts of a failing checkpoint.
 MAX_BACKOFF_S = 5.0
 #: A poll that returns this much later than its timeout was blocked (kafka-python waits
@@ -105,14 +117,23 @@ class Ingestor:
         self.clock = clock
         self.group_id = config.consumer.group_id
         self.consumer = consumer or KafkaConsumer(**config.kafka_consumer_options())
-        self.producer = producer or KafkaProducer(**config.kafka_producer_options())
+        self.producer = producer or KafkaProducer(
+            **{**DEAD_LETTER_PRODUCER_DEFAULTS, **config.kafka_producer_options()}
+        )
         self.states: dict[TopicPartition, PartitionState] = {}
         # Fencing: the stored next offset of each partition as this consumer last read or wrote it.
         self._expected: dict[TopicPartition, int] = {}
         # Rows for label joins and dead letters, written at the next checkpoint (before it).
         self._pending_predictions: list[PredictionRow] = []
         self._pending_labels: list[LabelRow] = []
-        self._dead_letters: list[tuple[Any, dict[str, Any]]] = []
+        self.dead_letters = DeadLetterWriter(
+            self.producer,
+            config.topics.dead_letter,
+            metrics,
+            max_value_bytes=config.dead_letter.max_value_bytes,
+            retry_timeout_s=config.dead_letter.retry_timeout_s,
+            clock=clock,
+        )
         # Set while checkpoints fail: when to try again, and the current backoff.
         self._retry_at: float | None = None
         self._backoff_s = 0.0
@@ -296,7 +317,7 @@ class Ingestor:
         for model, count in outcome.late.items():
             self.metrics.records_late_total.labels(model=model).inc(count)
         self._store_predictions(valid)
-        self._lag(tp, next_offset)
+        self._lag_from_fetch(tp)
 
     def _store_predictions(self, records: Iterable[PredictionRecord]) -> None:
         rows = []
@@ -344,27 +365,77 @@ class Ingestor:
     def _dead_letter(self, tp: TopicPartition, message: Any, invalid: InvalidRecord) -> None:
         model = invalid.model or "unknown"
         self.metrics.records_invalid_total.labels(model=model, reason=invalid.reason.value).inc()
-        headers = [
-            (REASON_HEADER, invalid.reason.value.encode()),
-            (DETAIL_HEADER, invalid.detail.encode()[:1000]),
-            (SOURCE_HEADER, f"{tp.topic}/{tp.partition}/{message.offset}".encode()),
-        ]
-        send = {
-            "topic": self.config.topics.dead_letter,
-            "value": message.value,
-            "key": message.key,
-            "headers": headers,
-        }
-        self._dead_letters.append((self.producer.send(**send), send))
+        # Never raises: a letter that cannot be written is counted, logged and skipped.
+        self.dead_letters.add(
+            tp.topic,
+            tp.partition,
+            message.offset,
+            key=message.key,
+            value=message.value,
+            reason=invalid.reason.value,
+            detail=invalid.detail,
+        )
 
-    def _lag(self, tp: TopicPartition, next_offset: int) -> None:
-        # The highwater mark comes with every fetch response; it is exact on Apache Kafka
-        # (the embedded test broker under-reports it, see README).
-        highwater = self.consumer.highwater(tp)
-        if highwater is not None:
-            self.metrics.consumer_lag_records.labels(
-                topic=tp.topic, partition=str(tp.partition)
-            ).set(max(highwater - next_offset, 0))
+    def _lag_from_fetch(self, tp: TopicPartition) -> None:
+        """Update the partition's lag from its last fetch: highwater mark minus position.
+
+        Only under ``read_uncommitted``, where the highwater mark is the end a
+        consumer can read to. Under ``read_committed`` the end is the last stable
+        offset, which fetch responses do not expose here; every checkpoint sets the
+        lag of every partition from the broker's end offsets (:meth:`_positions_and_lag`).
+        """
+        if self.config.consumer.isolation_level != "read_uncommitted":
+            return
+        highwater = self._highwater(tp)
+        position = self._position(tp)
+        if highwater is not None and position is not None:
+            self._set_lag(tp, highwater - position)
+
+    def _set_lag(self, tp: TopicPartition, lag: int) -> None:
+        self.metrics.consumer_lag_records.labels(topic=tp.topic, partition=str(tp.partition)).set(
+            max(lag, 0)
+        )
+
+    def _position(self, tp: TopicPartition) -> int | None:
+        """The consumer's position in ``tp`` (the next offset it reads), or None if unknown."""
+        try:
+            position: int | None = self.consumer.position(tp, timeout_ms=0)
+        except Exception:  # not assigned any more, or no position yet
+            return None
+        return position
+
+    def _positions_and_lag(self) -> dict[TopicPartition, int] | None:
+        """Ask the broker for every partition's end offset; advance offsets; set the lag gauges.
+
+        The end offset is the one this consumer's ``isolation_level`` can read to
+        (the last stable offset under ``read_committed``), so the lag is exact:
+        end offset minus position. A partition whose position moved past its
+        stored next offset without a record -- transaction markers and aborted
+        transactions occupy offsets that are never returned -- has its next
+        offset advanced to the position, so its checkpoint (and the offset
+        committed to Kafka) does not stay one marker behind. Every record before
+        the position was returned by an earlier poll and processed: nothing is
+        skipped. Returns the end offsets, or None if the broker cannot be asked.
+        """
+        if not self.states:
+            return {}
+        try:
+            ends: dict[TopicPartition, int] = self.consumer.end_offsets(
+                list(self.states), timeout_ms=2000
+            )
+        except Exception as exc:  # the broker is unreachable: no heartbeat, lag unchanged
+            log.debug("end offsets unavailable: %s", exc)
+            return None
+        for tp, state in self.states.items():
+            position = self._position(tp)
+            if position is None:
+                continue
+            if state.next_offset is None or position > state.next_offset:
+                state.skip(position)
+            end = ends.get(tp)
+            if end is not None:
+                self._set_lag(tp, end - position)
+        return ends
 
     # --- checkpoints and rebalances --------------------------------------------------------
 
@@ -385,6 +456,7 @@ class Ingestor:
         if self._pending_labels:
             self.store.save_labels(self._pending_labels)
             self._pending_labels = []
+        ends = self._positions_and_lag() if heartbeat else None
         partials, progress = [], []
         idle = []
         for tp, state in self.states.items():
@@ -394,7 +466,7 @@ class Ingestor:
             if not marks:
                 idle.append(tp)
         if heartbeat and idle:
-            progress += self._heartbeats(idle)
+            progress += self._heartbeats(idle, ends)
         if partials or progress:
             expected = {
                 (p.topic, p.partition): self._expected.get(TopicPartition(p.topic, p.partition))
@@ -421,41 +493,34 @@ class Ingestor:
             self._commit_to_kafka(offsets)
 
     def _flush_dead_letters(self) -> None:
-        """Wait until every dead letter is written; raise (keeping them) if one failed."""
-        if not self._dead_letters:
-            return
-        self.producer.flush()
-        failed = [(f, send) for f, send in self._dead_letters if f.failed()]
-        if failed:
-            # Send them again at the next attempt; the checkpoint must not move past them.
-            self._dead_letters = [(self.producer.send(**send), send) for _, send in failed]
-            raise RuntimeError(
-                f"{len(failed)} dead letters not written to {self.config.topics.dead_letter}: "
-                f"{failed[0][0].exception}"
-            )
-        self._dead_letters = []
+        """Wait until every dead letter is written or given up; raise if some must be retried.
 
-    def _heartbeats(self, partitions: list[TopicPartition]) -> list[ProgressRow]:
+        See :meth:`monitor.dead_letter.DeadLetterWriter.flush`: retriable failures
+        are retried (for at most ``dead_letter.retry_timeout_s``), others given up.
+        """
+        self.dead_letters.flush()
+
+    def _heartbeats(
+        self, partitions: list[TopicPartition], ends: Mapping[TopicPartition, int] | None
+    ) -> list[ProgressRow]:
         """The unchanged progress rows of those ``partitions`` this consumer has caught up on.
 
-        Caught up means two things. A fetch response for the partition has come
-        since this consumer was assigned it, and the position has reached that
-        response's highwater mark: before its first fetch, a partition taken over
-        from a dead member has not been read at all, and the embedded broker's
-        end offsets can lag behind records already written, so they alone let a
-        backlog pass for idle. And the position has reached the end offset the
-        broker reports now: the highwater of the last fetch can be stale (after a
-        reconnect, fetched but unparsed data does not update it). If the broker
-        cannot be asked, no partition counts as caught up. The row's
-        ``last_record_at`` is at least the time this consumer (re)attached to
-        the partition: idleness is only claimed after ``idle_timeout_s`` of
-        fetching it for real (the embedded test broker's end offsets lag, and
-        a partition's first fetch after a reconnect can come a second late).
+        ``ends`` are the end offsets the broker reported for this checkpoint
+        (:meth:`_positions_and_lag`; None: it could not be asked, and then no
+        partition counts as caught up). Caught up means two things. The position
+        has reached that end offset. And a fetch response for the partition has
+        come since this consumer was assigned it, and the position has reached
+        that response's highwater mark: before its first fetch, a partition
+        taken over from a dead member has not been read at all. Under
+        ``read_committed`` the highwater mark runs ahead of the end offset while
+        a transaction is open, so a partition with an open transaction never
+        counts as caught up: its pending records may still be committed into an
+        open window. The row's ``last_record_at`` is at least the time this
+        consumer (re)attached to the partition: idleness is only claimed after
+        ``idle_timeout_s`` of fetching it for real (a partition's first fetch
+        after a reconnect can come a second late).
         """
-        try:
-            ends: dict[TopicPartition, int] = self.consumer.end_offsets(partitions, timeout_ms=2000)
-        except Exception as exc:  # no heartbeat: the partitions look unattended, which is safe
-            log.debug("end offsets unavailable, no heartbeat: %s", exc)
+        if ends is None:  # no heartbeat: the partitions look unattended, which is safe
             self._reattach = True
             return []
         if self._reattach:  # the broker answers again: the idle clocks start now
@@ -464,10 +529,7 @@ class Ingestor:
         rows = []
         for tp in partitions:
             state = self.states[tp]
-            try:
-                position: int | None = self.consumer.position(tp, timeout_ms=0)
-            except Exception:  # not assigned any more, or no position yet
-                position = None
+            position = self._position(tp)
             row = state.progress_row()
             end = ends.get(tp)
             highwater = self._highwater(tp)

@@ -58,6 +58,7 @@ __all__ = [
     "CONTENT_TYPE",
     "EXTENSION_METRICS",
     "METRICS",
+    "OPERATIONAL_METRICS",
     "FeatureObservation",
     "FeatureValues",
     "MetricDeclaration",
@@ -211,6 +212,17 @@ EXTENSION_METRICS: tuple[MetricDeclaration, ...] = (
     ),
 )
 
+#: Metrics about the service itself rather than about models (not dashboard series).
+OPERATIONAL_METRICS: tuple[MetricDeclaration, ...] = (
+    _declare(
+        "dead_letter_failures_total",
+        "counter",
+        ("reason",),
+        "Invalid records given up without reaching the dead-letter topic, by failure reason "
+        "(too_large, not_authorized, invalid_topic, retries_exhausted, rejected).",
+    ),
+)
+
 
 class FeatureObservation(NamedTuple):
     """One feature's result in a window, as :meth:`Metrics.observe_window` takes it.
@@ -261,10 +273,11 @@ class Metrics:
     multivariate_drift_detected: Gauge
     attribution_mean_abs_shap: Gauge
     attribution_drift_detected: Gauge
+    dead_letter_failures_total: Counter
 
     def __init__(self, registry: CollectorRegistry) -> None:
         self.registry = registry
-        for declaration in (*METRICS, *EXTENSION_METRICS):
+        for declaration in (*METRICS, *EXTENSION_METRICS, *OPERATIONAL_METRICS):
             factory = Counter if declaration.kind == "counter" else Gauge
             metric = factory(
                 declaration.name, declaration.help, declaration.labels, registry=registry

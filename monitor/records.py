@@ -31,9 +31,14 @@ Size and syntax
     ``malformed_json``. The non-standard literals ``NaN``, ``Infinity`` and
     ``-Infinity`` (what Python's ``json.dumps`` writes for missing numbers) are
     accepted: orjson rejects them, so such records take a slower fallback
-    through the standard library. Unknown top-level keys are ignored.
+    through the standard library. Unknown top-level keys are ignored. An empty
+    or all-whitespace value and a null Kafka value (a tombstone; ``raw`` is
+    None) are ``malformed_json`` too, each with its own detail: the reason
+    values are a metric-label contract, and none of these is a record.
 Identifiers
-    ``model`` is a non-empty string. ``request_id`` and ``model_version`` may
+    ``model`` is a non-empty string; an empty one is ``wrong_type`` (field
+    ``model``) and, like any unreadable model, is counted under the metric
+    label ``model="unknown"``. ``request_id`` and ``model_version`` may
     be absent or null; when present they are non-empty strings or integers
     (integers are converted to strings, so ``7`` and ``"7"`` join). An empty
     ``request_id`` is ``wrong_type``: joining every label with an empty id to
@@ -250,7 +255,10 @@ def _parse(raw: RawRecord, max_bytes: int) -> tuple[Any, bool]:
     """
     if raw is None:
         raise _RecordError(
-            InvalidReason.MALFORMED_JSON, None, "The record has no value (a Kafka tombstone?)."
+            InvalidReason.MALFORMED_JSON,
+            None,
+            "The record has no value (a null Kafka value, as a tombstone has); "
+            "expected a JSON object.",
         )
     if len(raw) > max_bytes:
         raise _RecordError(
@@ -262,6 +270,12 @@ def _parse(raw: RawRecord, max_bytes: int) -> tuple[Any, bool]:
         return orjson.loads(raw), True
     except orjson.JSONDecodeError as error:
         first_error = error
+    blank = raw.strip() if isinstance(raw, str | bytes) else bytes(raw).strip()
+    if not blank:  # orjson's message for these ("input data is empty") reads like a bug
+        what = "is empty (0 bytes)" if len(raw) == 0 else "holds only whitespace"
+        raise _RecordError(
+            InvalidReason.MALFORMED_JSON, None, f"The record {what}; expected a JSON object."
+        )
     # Slow path, reached only by invalid JSON or by the NaN/Infinity literals that Python's
     # json.dumps writes; the contract counts NaN features as missing, so they must decode.
     try:

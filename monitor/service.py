@@ -21,6 +21,7 @@ from monitor.api import ApiServer, create_app, serve
 from monitor.config import ModelConfig, ServiceConfig
 from monitor.evaluate import Evaluator
 from monitor.ingest import Ingestor
+from monitor.kafka_security import KafkaLogin
 from monitor.metrics import Metrics
 from monitor.runtime import ModelRuntime, StoredReference, build_reference
 from monitor.store import Store
@@ -31,6 +32,21 @@ log = logging.getLogger(__name__)
 
 class ServiceError(RuntimeError):
     """The service cannot start; the message says what to fix."""
+
+
+class IngestionError(ServiceError):
+    """Ingestion stopped on an error it cannot recover from (``cause``); the service stops too.
+
+    :meth:`Service.run` raises it so that ``driftline run`` exits non-zero and
+    a supervisor restarts the process (and alerts on the restarts).
+    """
+
+    def __init__(self, cause: BaseException) -> None:
+        detail = " ".join(str(cause).split())[:500]
+        super().__init__(
+            f"ingestion stopped on an unrecoverable error: {type(cause).__name__}: {detail}"
+        )
+        self.cause = cause
 
 
 def load_runtimes(config: ServiceConfig, store: Store) -> dict[str, ModelRuntime]:
@@ -95,13 +111,23 @@ class Service:
         registry: CollectorRegistry | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
+        # Refuse to start before connecting to anything when the API's token variable
+        # is named but unset (the config itself rejects open writes beyond loopback).
+        config.http_write_token()
         self.config = config
         self.registry = registry or CollectorRegistry()
         self.metrics = Metrics(self.registry)
         self.store = Store.connect(config.database_url())
         self.runtimes = load_runtimes(config, self.store)
         self.owner = f"{socket.gethostname()}:{os.getpid()}"
-        self.ingestor = Ingestor(config, self.store, self.runtimes, self.metrics, clock=clock)
+        self._clock = clock
+        # A refused SASL login is no reason to exit (a supervisor would restart the process
+        # in a loop): the HTTP API serves, /readyz says why it is not ready, and the ingest
+        # thread retries the login with a bounded backoff (monitor.kafka_security).
+        self.kafka_login = KafkaLogin(config)
+        self.ingestor: Ingestor | None = (
+            self._new_ingestor() if self.kafka_login.accepted() else None
+        )
         self.evaluator = Evaluator(
             config, self.store, self.runtimes, self.metrics, self.owner, clock=clock
         )
@@ -127,6 +153,8 @@ class Service:
         )
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._consume, name="driftline-ingest", daemon=True)
+        #: Why the ingestion thread stopped by itself (None while it runs, or after a clean stop).
+        self.failure: BaseException | None = None
 
     def start(self, *, http: bool = True) -> None:
         """Start the HTTP API (unless ``http`` is false), consuming and the periodic jobs."""
@@ -145,20 +173,36 @@ class Service:
         self.store.close()
 
     def run(self) -> None:
-        """Run until interrupted (SIGINT/SIGTERM raise KeyboardInterrupt/SystemExit)."""
+        """Run until interrupted (SIGINT/SIGTERM raise KeyboardInterrupt/SystemExit).
+
+        If ingestion stops by itself -- an exception escaped the ingest loop,
+        which handles every record and every outage it can recover from -- the
+        service stops and :class:`IngestionError` is raised: a process that
+        consumes nothing must not keep running, nor exit as if all were well.
+        """
         self.start()
         try:
             while self._thread.is_alive():
                 self._thread.join(0.5)
         finally:
             self.stop()
+        if self.failure is not None:
+            raise IngestionError(self.failure) from self.failure
 
     def _consume(self) -> None:
         try:
-            self.ingestor.run(self._stop)
-        except Exception:
+            ingestor = self.ingestor
+            if ingestor is None:
+                if not self.kafka_login.wait(self._stop):
+                    return  # stopped while the broker refused the login
+                ingestor = self.ingestor = self._new_ingestor()
+            ingestor.run(self._stop)
+        except BaseException as error:  # reported by run(); the traceback is logged here
             log.exception("ingestion stopped")
-            raise
+            self.failure = error
+
+    def _new_ingestor(self) -> Ingestor:
+        return Ingestor(self.config, self.store, self.runtimes, self.metrics, clock=self._clock)
 
     def _evaluate(self) -> None:
         try:

@@ -483,6 +483,48 @@ def test_invalid_label_json() -> None:
     invalid(decode_label(None), "malformed_json", None)
 
 
+@pytest.mark.parametrize("decode", [decode_prediction, decode_label])
+@pytest.mark.parametrize(
+    ("raw", "detail"),
+    [
+        (None, "The record has no value (a null Kafka value, as a tombstone has); "),
+        (b"", "The record is empty (0 bytes); "),
+        ("", "The record is empty (0 bytes); "),
+        (bytearray(), "The record is empty (0 bytes); "),
+        (memoryview(b""), "The record is empty (0 bytes); "),
+        (b" \n\t", "The record holds only whitespace; "),
+    ],
+)
+def test_empty_and_null_values_say_so(decode: Any, raw: Any, detail: str) -> None:
+    """Not a crash and not the parser's wording: a sentence saying the value is absent."""
+    rejected = invalid(decode(raw, KAFKA_TS_MS), "malformed_json", None)
+    assert rejected.detail == detail + "expected a JSON object."
+    assert rejected.model is None  # counted under model="unknown"
+
+
+@pytest.mark.parametrize("decode", [decode_prediction, decode_label])
+def test_an_empty_model_name_is_wrong_type_and_never_a_metric_label(decode: Any) -> None:
+    raw = b'{"model": "", "request_id": "r", "label": 1, "features": {}, "prediction": 1}'
+    rejected = invalid(decode(raw, KAFKA_TS_MS), "wrong_type", "model")
+    assert rejected.detail == "model must be a non-empty string, got an empty string."
+    assert rejected.model is None
+    assert route(rejected, {"", "credit-risk"}) == rejected
+
+
+def test_every_reason_value_is_kept() -> None:
+    """The reason values are the label values of driftline_records_invalid_total: a contract."""
+    assert {reason.value for reason in InvalidReason} >= {
+        "oversized",
+        "malformed_json",
+        "not_an_object",
+        "missing_field",
+        "wrong_type",
+        "bad_timestamp",
+        "non_finite",
+        "unknown_model",
+    }
+
+
 # --- routing -------------------------------------------------------------------------------
 
 

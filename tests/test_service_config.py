@@ -77,15 +77,20 @@ def test_production_config(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> N
     assert credit.change_detection is not None
     assert credit.partials_kept_s() == 14 * 86400.0  # retention.partials covers max_delay
     assert config.database.url_env == "DRIFTLINE_DATABASE_URL"
+    # Bound beyond loopback, so HTTP writes need the token in DRIFTLINE_API_TOKEN.
+    assert config.http.host == "0.0.0.0"
+    assert config.http.write_token_env == "DRIFTLINE_API_TOKEN"
 
     monkeypatch.setenv("KAFKA_USERNAME", "driftline")
     monkeypatch.setenv("KAFKA_PASSWORD", SECRET)
     monkeypatch.setenv("DRIFTLINE_DATABASE_URL", f"postgresql+psycopg://u:{SECRET}@db/driftline")
+    monkeypatch.setenv("DRIFTLINE_API_TOKEN", SECRET)
     # The CA file of the example does not exist here: building options says so.
     with pytest.raises(ConfigError, match=r"broker\.ssl_cafile: file not found") as caught:
         config.kafka_consumer_options()
     assert str(path) in str(caught.value)
     assert config.database_url() == f"postgresql+psycopg://u:{SECRET}@db/driftline"
+    assert config.http_write_token() == SECRET
 
 
 # --- defaults ----------------------------------------------------------------------------------
@@ -109,6 +114,9 @@ def test_defaults(tmp_path: Path) -> None:
     assert consumer.auto_offset_reset == "earliest"
     assert config.database_url() == "sqlite:///driftline.db"
     assert (config.http.host, config.http.port) == ("127.0.0.1", 8000)
+    assert (config.http.write_token_env, config.http.auth_reads) == (None, False)
+    assert config.http.writes == "enabled"  # open: allowed on loopback only
+    assert config.http_write_token() is None
     scheduler = config.scheduler
     assert (scheduler.evaluate_interval_s, scheduler.retention_interval_s) == (5.0, 3600.0)
     assert scheduler.claim_stale_after_s == 300.0
