@@ -944,6 +944,11 @@ class ServiceConfig(_Section):
             "isolation_level": consumer.isolation_level,
             "enable_auto_commit": False,
         }
+        # kafka-python's own assignors can hand out an empty assignment from incomplete
+        # metadata and never rejoin (monitor/kafka_assignors.py); client_options may override.
+        from monitor.kafka_assignors import ASSIGNORS  # kafka's coordinator: only when consuming
+
+        options.setdefault("partition_assignment_strategy", ASSIGNORS)
         return options
 
     def kafka_producer_options(self) -> dict[str, Any]:
