@@ -17,6 +17,7 @@ the results of an uninterrupted run.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -24,7 +25,7 @@ from kafka import KafkaConsumer, TopicPartition
 from sqlalchemy.engine import make_url
 
 from tests import servers
-from tests.apache_kafka import KafkaFactory
+from tests.apache_kafka import KafkaFactory, KafkaServer
 from tests.servers import unique_name
 from tests.service.harness import (
     PARTITIONS,
@@ -63,50 +64,51 @@ def finished(url: str, group: str, topic: str, stream: Stream) -> bool:
     return consumed == stream.windows * stream.per_window and starts == expected
 
 
-# --- (a) broker restart ---
+# --- (a) broker restart and freeze ---
 
 
-def test_broker_restart_mid_stream_loses_nothing(
-    kafka_factory: KafkaFactory, tmp_path: Path, monitors: MonitorPool
+def survive_broker_outage(
+    broker: KafkaServer,
+    outage: Callable[[], None],
+    stream: Stream,
+    tmp_path: Path,
+    monitors: MonitorPool,
 ) -> None:
-    broker = kafka_factory()
+    """Stream half the records, run ``outage`` mid-stream, stream the rest; assert nothing is lost.
+
+    The running ``driftline run`` must stay up, store one window per produced
+    window with every record, and exactly the results of an uninterrupted run.
+    """
     bootstrap = broker.bootstrap
-    stream = Stream(model="credit", windows=10, per_window=200, drift_from=4)
     names = Names.fresh(stream.model)
     create_topics(bootstrap, [names.predictions, names.labels, names.dead_letter])
-    url = f"sqlite:///{tmp_path / 'restart.db'}"
-    group = unique_name("restart")
+    url = f"sqlite:///{tmp_path / 'outage.db'}"
+    group = unique_name("outage")
     config = write_config(
-        tmp_path / "restart.yaml",
-        bootstrap=bootstrap,
-        names=names,
-        group=group,
-        database_url=url,
+        tmp_path / "outage.yaml", bootstrap=bootstrap, names=names, group=group, database_url=url
     )
     store_reference(url, config, stream)
     chunks = chunks_of(stream)
     half = len(chunks) // 2
-    monitor = monitors.new(config, "restart").start()
+    monitor = monitors.new(config, "outage").start()
     PacedProducer(bootstrap, names.predictions, chunks[:half], 0.2).start().join(60)
     with opened(url) as store:
         wait_until(
             lambda: len(summaries(store, stream.model)) >= 2,
             60,
-            lambda: f"nothing evaluated before the restart\n{monitors.logs()}",
+            lambda: f"nothing evaluated before the outage\n{monitors.logs()}",
             interval=0.2,
         )
         before = sum(stored_offsets(store, group, names.predictions).values())
     assert before < stream.windows * stream.per_window
 
-    broker.kill()  # SIGKILL: the log directory stays, as after a host crash
-    time.sleep(1.5)
-    broker.start()
+    outage()
     assert monitor.alive, monitors.logs()
     PacedProducer(bootstrap, names.predictions, chunks[half:], 0.2).start().join(60)
     wait_until(
         lambda: finished(url, group, names.predictions, stream),
         90,
-        lambda: f"the monitor did not recover from the restart\n{monitors.logs()}",
+        lambda: f"the monitor did not recover from the outage\n{monitors.logs()}",
         interval=0.3,
     )
     assert monitor.alive, monitors.logs()
@@ -116,6 +118,21 @@ def test_broker_restart_mid_stream_loses_nothing(
     assert [w["rows"] for w in results.values()] == [stream.per_window] * (stream.windows - 1)
     expected = reference_results(tmp_path, bootstrap=bootstrap, names=names, stream=stream)
     assert_same_results(results, expected)
+
+
+def test_broker_restart_mid_stream_loses_nothing(
+    kafka_factory: KafkaFactory, tmp_path: Path, monitors: MonitorPool
+) -> None:
+    """SIGKILL the broker (its log directory stays, as after a host crash), restart it."""
+    broker = kafka_factory()
+
+    def crash_and_restart() -> None:
+        broker.kill()
+        time.sleep(1.5)
+        broker.start()
+
+    stream = Stream(model="credit", windows=10, per_window=200, drift_from=4)
+    survive_broker_outage(broker, crash_and_restart, stream, tmp_path, monitors)
 
 
 def test_broker_freeze_mid_stream_loses_nothing(
@@ -123,43 +140,13 @@ def test_broker_freeze_mid_stream_loses_nothing(
 ) -> None:
     """The broker stops answering (SIGSTOP) for longer than the session timeout, then resumes."""
     broker = kafka_factory()
-    bootstrap = broker.bootstrap
+
+    def freeze() -> None:
+        with broker.frozen():
+            time.sleep(4)  # twice the session timeout: the group coordinator is gone meanwhile
+
     stream = Stream(model="credit", windows=8, per_window=200, drift_from=4)
-    names = Names.fresh(stream.model)
-    create_topics(bootstrap, [names.predictions, names.labels, names.dead_letter])
-    url = f"sqlite:///{tmp_path / 'freeze.db'}"
-    group = unique_name("freeze")
-    config = write_config(
-        tmp_path / "freeze.yaml", bootstrap=bootstrap, names=names, group=group, database_url=url
-    )
-    store_reference(url, config, stream)
-    chunks = chunks_of(stream)
-    half = len(chunks) // 2
-    monitor = monitors.new(config, "freeze").start()
-    PacedProducer(bootstrap, names.predictions, chunks[:half], 0.2).start().join(60)
-    with opened(url) as store:
-        wait_until(
-            lambda: len(summaries(store, stream.model)) >= 2,
-            60,
-            lambda: f"nothing evaluated before the freeze\n{monitors.logs()}",
-            interval=0.2,
-        )
-    with broker.frozen():
-        time.sleep(4)  # twice the session timeout: the group coordinator is gone meanwhile
-        assert monitor.alive, monitors.logs()
-    PacedProducer(bootstrap, names.predictions, chunks[half:], 0.2).start().join(60)
-    wait_until(
-        lambda: finished(url, group, names.predictions, stream),
-        90,
-        lambda: f"the monitor did not recover from the freeze\n{monitors.logs()}",
-        interval=0.3,
-    )
-    assert monitor.stop() == 0, monitors.logs()
-    with opened(url) as store:
-        results = snapshot(store, stream.model)
-    assert [w["rows"] for w in results.values()] == [stream.per_window] * (stream.windows - 1)
-    expected = reference_results(tmp_path, bootstrap=bootstrap, names=names, stream=stream)
-    assert_same_results(results, expected)
+    survive_broker_outage(broker, freeze, stream, tmp_path, monitors)
 
 
 # --- (b) database outage ---
