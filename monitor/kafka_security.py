@@ -23,7 +23,9 @@ broker.
 while the credentials are refused, wait and check again with a bounded
 exponential backoff (1 s doubling to :data:`MAX_LOGIN_BACKOFF_S`), logging the
 refusal once at ERROR and then at most every :data:`LOGIN_REMINDER_S` seconds
-(or when the user, broker or setting to check changes). The process stays up
+(or when the user, broker or setting to check changes). A broker certificate
+that ``broker.ssl_cafile`` does not verify is reported the same way (check
+``broker.ssl_cafile``): both are settings only a person can fix. The process stays up
 meanwhile and serves HTTP; ``/readyz`` runs the same check and answers 503
 with the same message.
 
@@ -37,6 +39,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import ssl
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
@@ -222,6 +225,9 @@ def _refusal(
     elif isinstance(error, IllegalSaslStateError):
         check = "broker.security_protocol"
         detail = "the listener does not expect a SASL login"
+    elif _certificate_refused(error):
+        check = "broker.ssl_cafile"
+        detail = f"the broker's TLS certificate was not accepted: {_describe(error, password)}"
     elif in_sasl:
         check = credentials
         detail = (
@@ -240,6 +246,20 @@ def _refusal(
         check=check,
         detail=detail,
     )
+
+
+def _certificate_refused(error: BaseException) -> bool:
+    """Whether ``error`` (or an error it wraps) is a failed TLS certificate verification."""
+    seen: BaseException | None = error
+    for _ in range(5):  # a short cause chain: KafkaConnectionError wrapping the SSL error
+        if seen is None:
+            return False
+        if isinstance(seen, ssl.SSLCertVerificationError) or "CERTIFICATE_VERIFY_FAILED" in str(
+            seen
+        ):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
 
 
 def _broker_message(error: BaseException, password: str | None) -> str:

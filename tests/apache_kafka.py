@@ -68,10 +68,13 @@ BASE_PROPERTIES: dict[str, str] = {
     "controller.listener.names": "CONTROLLER",
     "inter.broker.listener.name": "PLAINTEXT",
     "listener.security.protocol.map": (
-        "PLAINTEXT:PLAINTEXT,SASL_PLAINTEXT:SASL_PLAINTEXT,CONTROLLER:PLAINTEXT"
+        "PLAINTEXT:PLAINTEXT,SASL_PLAINTEXT:SASL_PLAINTEXT,SASL_SSL:SASL_SSL,CONTROLLER:PLAINTEXT"
     ),
     "sasl.enabled.mechanisms": SCRAM_MECHANISM,
     "listener.name.sasl_plaintext.scram-sha-512.sasl.jaas.config": (
+        "org.apache.kafka.common.security.scram.ScramLoginModule required;"
+    ),
+    "listener.name.sasl_ssl.scram-sha-512.sasl.jaas.config": (
         "org.apache.kafka.common.security.scram.ScramLoginModule required;"
     ),
     "num.partitions": "4",
@@ -113,6 +116,34 @@ rootLogger.appenderRef.out.ref = out
 logger.server.name = kafka.server.KafkaRaftServer
 logger.server.level = INFO
 """
+
+
+def make_certificates(directory: Path) -> tuple[Path, Path]:
+    """A test CA and a broker certificate for 127.0.0.1 signed by it, made with ``openssl``.
+
+    Returns ``(ca.pem, server.pem)``: the CA certificate clients trust, and the
+    broker's unencrypted PKCS#8 key followed by its certificate (Kafka's PEM
+    keystore). Valid for two days.
+    """
+    directory.mkdir(parents=True, exist_ok=True)
+    ca_key, ca, key = directory / "ca.key", directory / "ca.pem", directory / "server.key"
+    csr, crt, ext = directory / "server.csr", directory / "server.crt", directory / "san.ext"
+    ext.write_text("subjectAltName=IP:127.0.0.1,DNS:localhost\n")
+    commands = [
+        ["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(ca_key), "-out",
+         str(ca), "-days", "2", "-subj", "/CN=driftline-test-ca"],
+        ["req", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key), "-out", str(csr),
+         "-subj", "/CN=127.0.0.1"],
+        ["x509", "-req", "-in", str(csr), "-CA", str(ca), "-CAkey", str(ca_key),
+         "-CAcreateserial", "-out", str(crt), "-days", "2", "-extfile", str(ext)],
+    ]  # fmt: skip
+    for command in commands:
+        done = subprocess.run(["openssl", *command], capture_output=True, timeout=60, check=False)
+        if done.returncode != 0:
+            raise ServerStartError(f"openssl {command[0]} failed: {done.stderr.decode()}")
+    server = directory / "server.pem"
+    server.write_text(key.read_text() + crt.read_text())
+    return ca, server
 
 
 class KafkaUnavailable(RuntimeError):  # noqa: N818 -- reads as a state, like BrokerUnavailable
@@ -158,7 +189,8 @@ class KafkaServer(Suspendable):
     """One Apache Kafka process (broker and KRaft controller) with its data in ``directory``.
 
     ``port`` is the PLAINTEXT listener, ``sasl_port`` a SASL_PLAINTEXT listener
-    that accepts :data:`SCRAM_USER` with ``scram_password``. :meth:`start`
+    that accepts :data:`SCRAM_USER` with ``scram_password``; with ``tls``,
+    ``sasl_ssl_port`` is a SASL_SSL listener whose certificate ``ca_file`` signs. :meth:`start`
     starts it (formatting the log directory the first time), :meth:`kill` is a
     crash, :meth:`freeze` an outage without a crash, :meth:`stop` the end.
     """
@@ -170,6 +202,8 @@ class KafkaServer(Suspendable):
     properties: dict[str, str]
     scram_password: str
     host: str = LOCALHOST
+    sasl_ssl_port: int | None = None
+    ca_file: Path | None = None
     process: subprocess.Popen[bytes] | None = None
     starts: int = 0
     #: Seconds from the JVM's start to a served metadata request, for each start.
@@ -185,6 +219,12 @@ class KafkaServer(Suspendable):
     def sasl_bootstrap(self) -> str:
         """``"127.0.0.1:PORT"`` of the SASL_PLAINTEXT (SCRAM-SHA-512) listener."""
         return f"{self.host}:{self.sasl_port}"
+
+    @property
+    def sasl_ssl_bootstrap(self) -> str:
+        """``"127.0.0.1:PORT"`` of the SASL_SSL listener (started with ``tls=True`` only)."""
+        assert self.sasl_ssl_port is not None, "started without tls"
+        return f"{self.host}:{self.sasl_ssl_port}"
 
     @property
     def log_path(self) -> Path:
@@ -336,33 +376,39 @@ def start_kafka(
     properties: Mapping[str, str] | None = None,
     directory: Path | None = None,
     timeout: float = 60.0,
+    tls: bool = False,
 ) -> KafkaServer:
     """Start a new one-node Apache Kafka on free ports of 127.0.0.1 and return it, serving.
 
     ``properties`` add to or override :data:`BASE_PROPERTIES` (for example a raised
-    ``message.max.bytes``). Raises :class:`KafkaUnavailable` without jars or Java,
-    :class:`ServerStartError` if it does not start. Call :meth:`KafkaServer.stop`.
+    ``message.max.bytes``); ``tls`` adds a SASL_SSL listener with a certificate
+    from a CA made for it (:func:`make_certificates`). Raises :class:`KafkaUnavailable`
+    without jars or Java, :class:`ServerStartError` if it does not start. Call
+    :meth:`KafkaServer.stop`.
     """
     kafka_libs()  # fail fast, before creating anything
     own = directory is None
     if directory is None:
         directory = Path(tempfile.mkdtemp(prefix="kafka-"))
     directory.mkdir(parents=True, exist_ok=True)
-    ports = _three_free_ports()
-    port, controller_port, sasl_port = ports
-    settings = {
-        **BASE_PROPERTIES,
-        "listeners": (
-            f"PLAINTEXT://{LOCALHOST}:{port},SASL_PLAINTEXT://{LOCALHOST}:{sasl_port},"
-            f"CONTROLLER://{LOCALHOST}:{controller_port}"
-        ),
-        "advertised.listeners": (
-            f"PLAINTEXT://{LOCALHOST}:{port},SASL_PLAINTEXT://{LOCALHOST}:{sasl_port}"
-        ),
-        "controller.quorum.voters": f"1@{LOCALHOST}:{controller_port}",
-        "log.dirs": str(directory / "data"),
-        **(properties or {}),
-    }
+    port, controller_port, sasl_port, ssl_port = _free_ports(4)
+    listeners = [f"PLAINTEXT://{LOCALHOST}:{port}", f"SASL_PLAINTEXT://{LOCALHOST}:{sasl_port}"]
+    settings = dict(BASE_PROPERTIES)
+    ca_file = None
+    if tls:
+        ca_file, keystore = make_certificates(directory / "tls")
+        listeners.append(f"SASL_SSL://{LOCALHOST}:{ssl_port}")
+        settings["listener.name.sasl_ssl.ssl.keystore.type"] = "PEM"
+        settings["listener.name.sasl_ssl.ssl.keystore.location"] = str(keystore)
+    settings.update(
+        {
+            "listeners": ",".join([*listeners, f"CONTROLLER://{LOCALHOST}:{controller_port}"]),
+            "advertised.listeners": ",".join(listeners),
+            "controller.quorum.voters": f"1@{LOCALHOST}:{controller_port}",
+            "log.dirs": str(directory / "data"),
+            **(properties or {}),
+        }
+    )
     server = KafkaServer(
         directory=directory,
         port=port,
@@ -370,6 +416,8 @@ def start_kafka(
         sasl_port=sasl_port,
         properties=settings,
         scram_password=base64.urlsafe_b64encode(os.urandom(12)).decode(),
+        sasl_ssl_port=ssl_port if tls else None,
+        ca_file=ca_file,
         _own_directory=own,
     )
     try:
@@ -379,14 +427,13 @@ def start_kafka(
         raise
 
 
-def _three_free_ports() -> tuple[int, int, int]:
+def _free_ports(count: int) -> list[int]:
     ports: set[int] = set()
-    while len(ports) < 3:
+    while len(ports) < count:
         port = free_port()
         if not port_open(LOCALHOST, port):
             ports.add(port)
-    a, b, c = sorted(ports)
-    return a, b, c
+    return sorted(ports)
 
 
 #: The ``kafka_factory`` fixture: ``factory(properties={...})`` starts a broker of the test's own.

@@ -170,10 +170,17 @@ class Setup:
     stream: Stream
 
 
-def sasl_setup(tmp_path: Path, broker: apache_kafka.KafkaServer, *, windows: int = 4) -> Setup:
+def sasl_setup(
+    tmp_path: Path,
+    broker: apache_kafka.KafkaServer,
+    *,
+    windows: int = 4,
+    tls_cafile: Path | None = None,
+) -> Setup:
     """Topics (through the PLAINTEXT listener), a SQLite database with the reference, and a
     config that logs in on the SASL listener with the credentials of :data:`USER_ENV` and
-    :data:`PASSWORD_ENV`."""
+    :data:`PASSWORD_ENV`: SASL_PLAINTEXT, or SASL_SSL trusting ``tls_cafile`` when given."""
+    tmp_path.mkdir(parents=True, exist_ok=True)
     stream = Stream(model=unique_name("sasl"), windows=windows, per_window=150, drift_from=99)
     names = Names.fresh(stream.model)
     create_topics(broker.bootstrap, [names.predictions, names.labels])
@@ -182,7 +189,7 @@ def sasl_setup(tmp_path: Path, broker: apache_kafka.KafkaServer, *, windows: int
     port = free_port()
     path = write_config(
         tmp_path / "sasl.yaml",
-        bootstrap=broker.sasl_bootstrap,
+        bootstrap=broker.sasl_bootstrap if tls_cafile is None else broker.sasl_ssl_bootstrap,
         names=names,
         group=unique_name("sasl"),
         database_url=url,
@@ -191,11 +198,13 @@ def sasl_setup(tmp_path: Path, broker: apache_kafka.KafkaServer, *, windows: int
     )
     data = yaml.safe_load(path.read_text())
     data["broker"].update(
-        security_protocol="SASL_PLAINTEXT",
+        security_protocol="SASL_PLAINTEXT" if tls_cafile is None else "SASL_SSL",
         sasl_mechanism=MECHANISM,
         sasl_username_env=USER_ENV,
         sasl_password_env=PASSWORD_ENV,
     )
+    if tls_cafile is not None:
+        data["broker"]["ssl_cafile"] = str(tls_cafile)
     path.write_text(yaml.safe_dump(data, sort_keys=False))
     ServiceConfig.load(path)
     store_reference(url, path, stream)
@@ -319,6 +328,52 @@ def test_right_credentials_consume_end_to_end(
     log = driftline.log()
     assert "Kafka authentication failed" not in log
     assert password not in log
+
+
+def test_sasl_ssl_with_the_test_ca_consumes_end_to_end_and_an_unknown_ca_is_not_ready(
+    kafka_factory: apache_kafka.KafkaFactory, tmp_path: Path, launcher: Launcher
+) -> None:
+    """SCRAM-SHA-512 over TLS (a CA and certificate made by the test); a CA that did not sign
+    the broker's certificate keeps the service up, not ready, and quiet about the password."""
+    broker = kafka_factory(tls=True)
+    assert broker.ca_file is not None
+    setup = sasl_setup(tmp_path / "good", broker, tls_cafile=broker.ca_file)
+    password = broker.scram_password
+    driftline = launcher.start(
+        setup.config, setup.port, credentials(apache_kafka.SCRAM_USER, password)
+    )
+    wait_for_http(driftline)
+    stream = setup.stream
+    produce(
+        broker.bootstrap,
+        setup.names.predictions,
+        [r for w in range(stream.windows) for r in stream.records(w)],
+    )
+    wait_for_windows(setup, driftline)
+    wait_ready(driftline)
+    assert driftline.stop() == 0
+    assert password not in driftline.log()
+
+    other_ca, _ = apache_kafka.make_certificates(tmp_path / "other-ca")
+    wrong = sasl_setup(tmp_path / "wrong", broker, tls_cafile=other_ca)
+    untrusting = launcher.start(
+        wrong.config, wrong.port, credentials(apache_kafka.SCRAM_USER, password)
+    )
+    wait_for_http(untrusting)
+    wait_until(
+        lambda: untrusting.get("/readyz")[0] == 503,
+        30,
+        lambda: f"/readyz: {untrusting.get('/readyz')}\n{untrusting.log()[-3000:]}",
+        interval=0.5,
+    )
+    status, body = untrusting.get("/readyz")
+    assert "check broker.ssl_cafile" in json.dumps(body), body
+    time.sleep(2)
+    assert untrusting.alive, untrusting.log()[-3000:]
+    assert untrusting.stop() == 0
+    log = untrusting.log()
+    assert password not in log
+    assert len(loud_lines(log, "check broker.ssl_cafile")) == 1, log[-3000:]
 
 
 def test_a_wrong_password_is_one_clear_error_a_503_and_quiet_retries(
