@@ -366,7 +366,7 @@ def test_sasl_ssl_with_the_test_ca_consumes_end_to_end_and_an_unknown_ca_is_not_
         lambda: f"/readyz: {untrusting.get('/readyz')}\n{untrusting.log()[-3000:]}",
         interval=0.5,
     )
-    status, body = untrusting.get("/readyz")
+    _, body = untrusting.get("/readyz")
     assert "check broker.ssl_cafile" in json.dumps(body), body
     time.sleep(2)
     assert untrusting.alive, untrusting.log()[-3000:]
