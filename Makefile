@@ -65,7 +65,9 @@ test-slow: $(STAMP)
 	$(BIN)/python -m pytest -n $(WORKERS) -m slow -p no:cacheprovider
 
 # Side-by-side benchmark against Evidently, NannyML and Alibi Detect, plus CBPE against
-# NannyML's and SHAP attribution on 10,000 rows, in one run (see README "Benchmarks").
+# NannyML's, SHAP attribution on 10,000 rows and whole processes (`driftline check` and
+# `--help` against the peers' scripts on the same parquet files), in one run (see README
+# "Benchmarks"; the last part alone: .venv/bin/python -m benchmarks.startup).
 bench-peers:
 	bash benchmarks/setup_peers.sh
 

@@ -3,10 +3,11 @@
 Usage (``make bench`` sets up the peers' virtualenv first)::
 
     .venv/bin/python -m benchmarks.compare --rows 100000 1000000 [--seed 0]
-        [--skip evidently ... | drift | cbpe | shap] [--cbpe-chunk-size 5000]
-        [--shap-rows 10000] [--shap-sampled-rows 1000] [--timeout 900]
+        [--skip evidently ... | drift | cbpe | shap | startup] [--cbpe-chunk-size 5000]
+        [--shap-rows 10000] [--shap-sampled-rows 1000] [--startup-rows 100000]
+        [--startup-repeat 7] [--timeout 900]
 
-One run, three parts, each measured in processes of its own so that every
+One run, four parts, each measured in processes of its own so that every
 peak memory figure is that process's alone:
 
 * drift: every library in its own subprocess on the same seeded data
@@ -18,11 +19,16 @@ peak memory figure is that process's alone:
   car-loan data in ``--cbpe-chunk-size`` chunks;
 * SHAP: ``python -m benchmarks.shap_attribution --json`` (TreeExplainer and
   attribution drift on ``--shap-rows`` rows; the sampled explainer on
-  ``--shap-sampled-rows`` rows, 0 skips it).
+  ``--shap-sampled-rows`` rows, 0 skips it);
+* startup: ``python -m benchmarks.startup --json`` (whole processes as users run
+  them: ``driftline check`` on two ``--startup-rows``-row parquet files,
+  ``driftline --help``, ``driftline check --help``, and the peers' scripts
+  reading the same files; the median of ``--startup-repeat`` runs each).
 
-``--skip`` takes drift runner names, ``drift`` (all of them), ``cbpe`` and
-``shap``. Prints the tables and writes ``benchmarks/results/latest.json`` (all
-results) and ``latest.md`` (the tables, for the README). The CBPE and SHAP
+``--skip`` takes drift runner names, ``drift`` (all of them), ``cbpe``,
+``shap`` and ``startup``. Prints the tables and writes
+``benchmarks/results/latest.json`` (all results) and ``latest.md`` (the
+tables, for the README). The CBPE and SHAP
 modules also write their own ``cbpe.json`` and ``shap_attribution.json``.
 """
 
@@ -40,7 +46,7 @@ from typing import Any, NamedTuple
 from rich.console import Console
 from rich.table import Table
 
-from benchmarks import cbpe, shap_attribution
+from benchmarks import cbpe, shap_attribution, startup
 from benchmarks.data import DRIFTED
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -54,8 +60,8 @@ RUNNERS = {
     "alibi-detect": [str(PEERS_PYTHON), "benchmarks/peers/run_alibi.py"],
 }
 #: What needs the peers' virtualenv (the CBPE benchmark reads NannyML's data from it).
-NEEDS_PEERS = {"evidently", "nannyml", "nannyml-1chunk", "alibi-detect", "cbpe"}
-SECTIONS = ("drift", "cbpe", "shap")
+NEEDS_PEERS = {"evidently", "nannyml", "nannyml-1chunk", "alibi-detect", "cbpe", "startup"}
+SECTIONS = ("drift", "cbpe", "shap", "startup")
 
 
 def run_json(command: Sequence[str], timeout: float) -> dict[str, Any]:
@@ -95,6 +101,14 @@ def run_shap(rows: int, sampled_rows: int, seed: int, timeout: float) -> dict[st
     command = [sys.executable, "-m", "benchmarks.shap_attribution", "--json"]
     command += ["--rows", str(rows), "--sampled-rows", str(sampled_rows), "--seed", str(seed)]
     return run_json(command, timeout)
+
+
+def run_startup(rows: int, repeat: int, seed: int, timeout: float) -> dict[str, Any]:
+    """Run ``benchmarks.startup`` (whole processes, driftline and the peers); return its results."""
+    command = [sys.executable, "-m", "benchmarks.startup", "--json", "--rows", str(rows)]
+    command += ["--repeat", str(repeat), "--seed", str(seed), "--timeout", str(timeout)]
+    # Every command it starts runs `repeat + 1` times, the peers for seconds each.
+    return run_json(command, timeout * 4)
 
 
 def verdict(flagged: object) -> str:
@@ -209,10 +223,19 @@ def shap_blocks(result: dict[str, Any]) -> list[Block]:
     return [Block(title, shap_attribution.STEP_HEADERS, steps, notes=notes)]
 
 
+def startup_blocks(result: dict[str, Any]) -> list[Block]:
+    """Return the whole-process table: each command's median and fastest wall time."""
+    if "error" in result:
+        return [Block("Whole processes", notes=[f"error: {result['error']}"])]
+    rows = startup.table_rows(result)
+    return [Block(startup.title(result), startup.HEADERS, rows, "lrrrrl")]
+
+
 def blocks(
     results: list[dict[str, object]],
     cbpe_result: dict[str, Any] | None,
     shap_result: dict[str, Any] | None,
+    startup_result: dict[str, Any] | None = None,
 ) -> list[Block]:
     """Return the report's tables; a part that was skipped (None or no rows) has none."""
     out = []
@@ -221,6 +244,8 @@ def blocks(
         out.append(
             Block("Drift check: data frames to per-feature results", HEADERS, rows, "rlrrrl")
         )
+    if startup_result is not None:
+        out += startup_blocks(startup_result)
     if cbpe_result is not None:
         out += cbpe_blocks(cbpe_result)
     if shap_result is not None:
@@ -262,6 +287,8 @@ def main() -> None:
     parser.add_argument(
         "--shap-sampled-rows", type=int, default=1000, help="0 skips the sampled explainer"
     )
+    parser.add_argument("--startup-rows", type=int, default=100_000)
+    parser.add_argument("--startup-repeat", type=int, default=7, help="timed runs per command")
     parser.add_argument("--timeout", type=float, default=900, help="seconds per process")
     args = parser.parse_args()
     skip = set(args.skip) | (set(RUNNERS) if "drift" in args.skip else set())
@@ -275,7 +302,12 @@ def main() -> None:
                 continue
             console.print(f"[dim]{rows:,} rows: {name} ...[/]")
             results.append(run_one(name, rows, args.seed, args.timeout))
-    cbpe_result = shap_result = None
+    cbpe_result = shap_result = startup_result = None
+    if "startup" not in skip:
+        console.print(f"[dim]whole processes, {args.startup_rows:,} rows: driftline, peers ...[/]")
+        startup_result = run_startup(
+            args.startup_rows, args.startup_repeat, args.seed, args.timeout
+        )
     if "cbpe" not in skip:
         console.print(f"[dim]CBPE, {args.cbpe_chunk_size:,}-row chunks: driftline, nannyml ...[/]")
         cbpe_result = run_cbpe(args.cbpe_chunk_size, args.timeout)
@@ -283,7 +315,7 @@ def main() -> None:
         console.print(f"[dim]SHAP attribution, {args.shap_rows:,} rows ...[/]")
         shap_result = run_shap(args.shap_rows, args.shap_sampled_rows, args.seed, args.timeout)
 
-    report = blocks(results, cbpe_result, shap_result)
+    report = blocks(results, cbpe_result, shap_result, startup_result)
     for block in report:
         if block.headers:
             console.print(rich_table(block))
@@ -299,6 +331,7 @@ def main() -> None:
         "drift": results,
         "cbpe": cbpe_result,
         "shap": shap_result,
+        "startup": startup_result,
     }
     (out / "latest.json").write_text(json.dumps(everything, indent=2) + "\n")
     (out / "latest.md").write_text(markdown(report, command))

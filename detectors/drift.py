@@ -35,8 +35,7 @@ from detectors._arrays import label_counts, numeric_values
 from detectors.decisions import Correction, corrected_thresholds
 from detectors.errors import InvalidParameterError
 from detectors.kinds import ColumnKind
-from detectors.methods import get_method, method_names
-from detectors.methods.base import DriftMethod, MethodResult
+from detectors.methods import DRIFT_METHODS, DriftMethod, MethodResult
 from detectors.pairs import CategoricalPair, NumericPair, Pair
 from detectors.profile import ReferenceProfile
 from detectors.sketch import (
@@ -80,14 +79,15 @@ class DriftSettings:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "correction", Correction.parse(self.correction))
-        known = method_names()
+        known = DRIFT_METHODS.names()
         kind_defaults = {
             "numeric_method": (self.numeric_method, ColumnKind.NUMERIC),
             "categorical_method": (self.categorical_method, ColumnKind.CATEGORICAL),
         }
         for param, (name, kind) in kind_defaults.items():
-            if name not in method_names(kind):
-                raise InvalidParameterError(param, f"one of {', '.join(method_names(kind))}", name)
+            supporting = [n for n in known if DRIFT_METHODS[n].supports(kind)]
+            if name not in supporting:
+                raise InvalidParameterError(param, f"one of {', '.join(supporting)}", name)
         for feature, name in self.methods.items():
             if name not in known:
                 raise InvalidParameterError(
@@ -112,7 +112,7 @@ class DriftSettings:
     def method_for(self, feature: str, kind: ColumnKind) -> DriftMethod:
         """Return the method that compares ``feature`` of ``kind``."""
         default = self.numeric_method if kind is ColumnKind.NUMERIC else self.categorical_method
-        return get_method(self.methods.get(feature, default))
+        return DRIFT_METHODS.create(self.methods.get(feature, default))
 
     def threshold_for(self, method: DriftMethod) -> float:
         """Return the decision threshold of ``method`` before any correction."""

@@ -27,15 +27,29 @@ class InvalidParameterError(ValueError):
 
 
 class UnknownMethodError(KeyError):
-    """A drift method name is not in the registry."""
+    """A name is not in a :class:`~detectors.registry.Registry`; the message lists the known ones.
 
-    def __init__(self, name: str, available: Iterable[str]) -> None:
+    ``kind`` says what was looked up (``"drift method"``, ``"multivariate
+    method"``); ``available`` is the sorted list of registered names.
+    """
+
+    #: What a name of this error's registry names, when the registry does not say.
+    default_kind = "drift method"
+
+    def __init__(self, name: str, available: Iterable[str], kind: str | None = None) -> None:
         self.name = name
         self.available = sorted(available)
+        self.kind = self.default_kind if kind is None else kind
         super().__init__(name)
 
     def __str__(self) -> str:
-        return f"unknown drift method {self.name!r}; available: {', '.join(self.available)}"
+        return f"unknown {self.kind} {self.name!r}; available: {', '.join(self.available)}"
+
+
+class UnknownDetectorError(UnknownMethodError):
+    """An online change-detector name is not in the registry."""
+
+    default_kind = "change detector"
 
 
 class IncompatibleMethodError(ValueError):

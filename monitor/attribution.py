@@ -40,7 +40,7 @@ import logging
 import math
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -55,8 +55,10 @@ from detectors.attribution import (
 from detectors.drift import DriftReport
 from detectors.sample import RowSample
 from detectors.sketch import CategoricalSpec, FeatureSpec
-from monitor.config import AttributionWindowSection, ModelConfig
-from monitor.records import PredictionRecord
+
+if TYPE_CHECKING:  # annotations only: importing monitor.config loads kafka-python
+    from monitor.config import AttributionWindowSection, ModelConfig
+    from monitor.records import PredictionRecord
 
 __all__ = [
     "WindowExplainer",

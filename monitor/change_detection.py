@@ -135,7 +135,7 @@ from pydantic import (
 )
 
 from detectors.errors import InvalidParameterError
-from detectors.online import ChangeDetector, UnknownDetectorError, detector_names, get_detector
+from detectors.online import ONLINE_DETECTORS, ChangeDetector, UnknownDetectorError
 
 if TYPE_CHECKING:
     # Types only: monitor.config may import this module for the section, and
@@ -184,7 +184,7 @@ class ChangeDetectionSection(BaseModel):
 
     ``detectors``
         Names of registered online change detectors
-        (:func:`detectors.online.detector_names`: ``adwin``, ``cusum``,
+        (:data:`detectors.online.ONLINE_DETECTORS`: ``adwin``, ``cusum``,
         ``ddm``, ``kswin``, ``page_hinkley``), each listed once. The default,
         ADWIN and Page-Hinkley, both have few false alarms at their default
         parameters and read any real-valued stream.
@@ -217,10 +217,11 @@ class ChangeDetectionSection(BaseModel):
     @field_validator("detectors")
     @classmethod
     def _known_detectors(cls, value: list[str]) -> list[str]:
-        available = detector_names()
         for name in value:
-            if name not in available:
-                raise ValueError(str(UnknownDetectorError(name, available)))
+            try:
+                ONLINE_DETECTORS[name]
+            except UnknownDetectorError as error:
+                raise ValueError(str(error)) from None
         _refuse_repeats("detectors", value)
         return value
 
@@ -272,7 +273,7 @@ class ChangeDetectionSection(BaseModel):
 
     def build(self, name: str) -> ChangeDetector:
         """Return a new detector ``name`` with its :meth:`detector_parameters`."""
-        return get_detector(name, **self.detector_parameters(name))
+        return ONLINE_DETECTORS.create(name, **self.detector_parameters(name))
 
     def check_task(self, task: str) -> None:
         """Raise ``ValueError`` if a detector cannot read the error stream of ``task``.
@@ -417,7 +418,7 @@ def _run_detector(
 
 def _parameter_names(name: str) -> list[str]:
     """The constructor parameters of the detector registered as ``name``, in order."""
-    cls = type(get_detector(name))
+    cls = ONLINE_DETECTORS[name]
     return [p for p in inspect.signature(cls.__init__).parameters if p != "self"]
 
 

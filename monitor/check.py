@@ -11,13 +11,10 @@ import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 import pandas as pd
-from rich import box
-from rich.console import Console
-from rich.table import Table
 
 from detectors.drift import (
     PARALLEL_ROWS,
@@ -27,14 +24,20 @@ from detectors.drift import (
     compare_sketches,
 )
 from detectors.kinds import check_compatible, infer_kinds
-from detectors.multivariate import MultivariateResult
 from detectors.profile import ReferenceProfile
 from detectors.quality import DataQualityReport, data_quality
-from monitor.check_attribution import CheckAttribution, check_attribution
-from monitor.check_multivariate import check_multivariate
-from monitor.check_quality import CheckQuality, check_quality, positive_f1
 from monitor.drift_config import CheckConfig
 from monitor.tables import InputError, read_table
+
+if TYPE_CHECKING:
+    from rich.console import Console
+    from rich.table import Table
+
+    # --model, --multivariate and --target with --prediction import their modules when
+    # asked for: a plain check does not pay for them (see tests/test_check_imports.py).
+    from detectors.multivariate import MultivariateResult
+    from monitor.check_attribution import CheckAttribution
+    from monitor.check_quality import CheckQuality
 
 #: Terminals narrower than this get the compact feature table (no vertical borders).
 NARROW_TERMINAL = 100
@@ -190,17 +193,23 @@ def check_frames(
     current_columns = [c for c in current.columns if c not in ignored]
     quality = None
     if target is not None and prediction is not None:
+        from monitor.check_quality import check_quality
+
         quality = check_quality(
             reference, current, target=target, prediction=prediction, settings=config.quality
         )
     attribution = None
     if model is not None:
+        from monitor.check_attribution import check_attribution
+
         not_inputs = tuple(c for c in (target, prediction) if c is not None)
         attribution = check_attribution(
             reference, current, model, report, config.attribution, exclude=not_inputs
         )
     joint = None
     if multivariate:
+        from monitor.check_multivariate import check_multivariate
+
         features = [c for c in columns if c != prediction]
         joint = check_multivariate(profile, reference, current, features, config.multivariate)
     return CheckResult(
@@ -250,6 +259,10 @@ def _row(f: FeatureDrift) -> list[str]:
 
 def render_table(result: CheckResult, console: Console) -> None:
     """Print the report as a table, most severe drift first, with a one-line verdict."""
+    # rich is imported where a table is drawn: `--format json` does without it.
+    from rich import box
+    from rich.table import Table
+
     report = result.report
     order = "by drift impact" if result.attribution is not None else "most severe first"
     # Below 100 columns the bordered table squeezed kind and method to nothing: drop the
@@ -348,6 +361,8 @@ _QUALITY_ROWS = {
 
 def quality_table(quality: CheckQuality) -> Table:
     """Return the model-quality table: reference, current (realized) and estimated values."""
+    from rich.table import Table
+
     table = Table(title=f"Model quality ({quality.task})", title_justify="left")
     table.add_column("metric")
     for header in ("reference", "current", "estimated (CBPE)"):
@@ -368,6 +383,8 @@ def _metric(metrics: dict[str, Any] | None, name: str, positive: str | None) -> 
     if metrics is None:
         return None
     if name == "f1":
+        from monitor.check_quality import positive_f1
+
         return positive_f1(metrics, positive)
     value = metrics.get(name)
     return None if value is None else float(value)
@@ -375,6 +392,8 @@ def _metric(metrics: dict[str, Any] | None, name: str, positive: str | None) -> 
 
 def attribution_table(attribution: CheckAttribution) -> Table:
     """Return the SHAP attribution table: mean |SHAP| per feature on each side, drifted first."""
+    from rich.table import Table
+
     report = attribution.report
     title = (
         f"Attribution drift ({attribution.explainer} explainer, "
@@ -399,6 +418,8 @@ def attribution_table(attribution: CheckAttribution) -> Table:
 
 def multivariate_table(results: tuple[MultivariateResult, ...]) -> Table:
     """Return the multivariate drift table: one row per method."""
+    from rich.table import Table
+
     table = Table(title="Multivariate drift (row samples)", title_justify="left")
     for header in ("method", "statistic", "p-value", "threshold", "rows ref/cur", "drift"):
         table.add_column(header, justify="left" if header == "method" else "right")

@@ -22,7 +22,7 @@ from collections.abc import Sequence
 
 import pandas as pd
 
-from detectors.multivariate import MultivariateResult, get_multivariate_method
+from detectors.multivariate import MULTIVARIATE_METHODS, MultivariateResult
 from detectors.profile import ReferenceProfile
 from detectors.sample import RowSample
 from monitor.drift_config import MultivariateSection
@@ -39,7 +39,8 @@ def check_multivariate(
     specs = {name: profile.specs[name] for name in features}
     ref = RowSample.from_frame(reference[list(features)], specs, size=settings.reference_rows)
     cur = RowSample.from_frame(current[list(features)], specs, size=settings.current_rows)
-    return tuple(
-        get_multivariate_method(name, alpha=settings.alpha, seed=settings.seed).compare(ref, cur)
+    methods = [
+        MULTIVARIATE_METHODS.create(name, alpha=settings.alpha, seed=settings.seed)
         for name in settings.methods
-    )
+    ]
+    return tuple(method.compare(ref, cur) for method in methods)

@@ -10,14 +10,13 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from detectors.decisions import Correction
 from detectors.drift import DriftSettings
 from detectors.kinds import ColumnKind
-from detectors.methods import method_names
-from detectors.multivariate import multivariate_method_names
+from detectors.methods import DRIFT_METHODS
+from detectors.multivariate import MULTIVARIATE_METHODS
 from detectors.profile import DEFAULT_BINS, DEFAULT_MAX_CATEGORIES
 
 
@@ -45,18 +44,20 @@ class DriftSection(BaseModel):
     @field_validator("numeric_method", "categorical_method")
     @classmethod
     def _known_default(cls, value: str) -> str:
-        if value not in method_names():
-            raise ValueError(f"unknown method {value!r}; available: {', '.join(method_names())}")
+        if value not in DRIFT_METHODS:
+            raise ValueError(
+                f"unknown method {value!r}; available: {', '.join(DRIFT_METHODS.names())}"
+            )
         return value
 
     @field_validator("methods")
     @classmethod
     def _known_methods(cls, value: dict[str, str]) -> dict[str, str]:
         for feature, name in value.items():
-            if name not in method_names():
+            if name not in DRIFT_METHODS:
                 raise ValueError(
                     f"unknown method {name!r} for {feature!r}; available: "
-                    f"{', '.join(method_names())}"
+                    f"{', '.join(DRIFT_METHODS.names())}"
                 )
         return value
 
@@ -64,7 +65,7 @@ class DriftSection(BaseModel):
     @classmethod
     def _known_thresholds(cls, value: dict[str, float]) -> dict[str, float]:
         for name, threshold in value.items():
-            if name not in method_names():
+            if name not in DRIFT_METHODS:
                 raise ValueError(f"threshold for unknown method {name!r}")
             if threshold <= 0:
                 raise ValueError(f"threshold for {name!r} must be positive, got {threshold}")
@@ -163,7 +164,7 @@ class MultivariateSection(BaseModel):
     @field_validator("methods")
     @classmethod
     def _known(cls, value: list[str]) -> list[str]:
-        known = multivariate_method_names()
+        known = MULTIVARIATE_METHODS.names()
         for name in value:
             if name not in known:
                 raise ValueError(f"unknown multivariate method {name!r}; available: {known}")
@@ -186,6 +187,8 @@ def load_check_config(path: str | Path | None) -> CheckConfig:
     """Return the validated config in ``path``, or the defaults when ``path`` is None."""
     if path is None:
         return CheckConfig()
+    import yaml  # only a config file needs it
+
     file = Path(path)
     if not file.is_file():
         raise ConfigError(f"config file not found: {file}")

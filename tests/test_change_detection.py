@@ -21,7 +21,7 @@ import numpy as np
 import pytest
 from pydantic import ValidationError
 
-from detectors.online import detector_names, get_detector
+from detectors.online import ONLINE_DETECTORS
 from monitor.change_detection import (
     DEFAULT_SEED,
     MAX_LISTED_CHANGES,
@@ -73,7 +73,7 @@ def timed(values: list[float]) -> list[Point]:
 
 def direct(name: str, values: list[float], **params: Any) -> list[int]:
     """Indices at which detector ``name`` of detectors.online detects a change in ``values``."""
-    detector = get_detector(name, **params)
+    detector = ONLINE_DETECTORS.create(name, **params)
     return [i for i, x in enumerate(values) if detector.update(x)]
 
 
@@ -136,7 +136,7 @@ def test_no_change_gives_no_detection_for_adwin_and_page_hinkley(seed: int):
             assert entry == {"points": 5000, "changes": [], "n_changes": 0, "detected": False}
 
 
-@pytest.mark.parametrize("name", detector_names())
+@pytest.mark.parametrize("name", ONLINE_DETECTORS.names())
 def test_every_detector_gives_the_library_detections_and_parameters(name: str):
     # DDM reads 0/1 values: the error stream; the others also run on scores.
     streams = ["error"] if name == "ddm" else ["score", "error"]
@@ -153,7 +153,7 @@ def test_every_detector_gives_the_library_detections_and_parameters(name: str):
     errors, scores = error_values(7), score_values(7)
     result = change_points(section, scores=timed(scores), errors=timed(errors))
     used = {**params[name], **({"seed": DEFAULT_SEED} if name == "kswin" else {})}
-    assert result["parameters"] == {name: get_detector(name, **used).get_params()}
+    assert result["parameters"] == {name: ONLINE_DETECTORS.create(name, **used).get_params()}
     assert indices(found(result, "error", name)) == direct(name, errors, **used)
     assert found(result, "error", name)["detected"]
     if name != "ddm":

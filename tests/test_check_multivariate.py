@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from detectors.multivariate import get_multivariate_method
+from detectors.multivariate import MULTIVARIATE_METHODS
 from detectors.profile import ReferenceProfile
 from detectors.sample import RowSample
 from monitor.cli import EXIT_DRIFT, EXIT_OK, EXIT_USAGE, main
@@ -85,7 +85,7 @@ def test_results_equal_the_library_on_the_same_samples(files, capsys, tmp_path):
     reference, current = pd.read_parquet(files["ref"]), pd.read_parquet(files["corr"])
     profile = ReferenceProfile.from_frame(reference)
     specs = dict(profile.specs)
-    expected = get_multivariate_method("mmd", seed=7).compare(
+    expected = MULTIVARIATE_METHODS.create("mmd", seed=7).compare(
         RowSample.from_frame(reference, specs, size=2000),
         RowSample.from_frame(current, specs, size=500),
     )

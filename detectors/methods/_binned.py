@@ -16,8 +16,9 @@ import numpy as np
 from detectors._arrays import FloatArray, IntArray
 from detectors.kinds import ColumnKind
 from detectors.methods.base import (
-    DriftMethod,
+    CategoricalMethod,
     MethodResult,
+    NumericMethod,
     ks_distance,
     proportions,
     result,
@@ -26,7 +27,7 @@ from detectors.methods.base import (
 from detectors.pairs import CategoricalPair, NumericPair
 
 
-class HistogramDistance(DriftMethod):
+class HistogramDistance(NumericMethod, CategoricalMethod):
     """A distance between two histograms on the same cells, for numeric and categorical data."""
 
     kinds = frozenset({ColumnKind.NUMERIC, ColumnKind.CATEGORICAL})

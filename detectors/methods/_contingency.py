@@ -10,11 +10,11 @@ from __future__ import annotations
 from abc import abstractmethod
 
 import numpy as np
-from scipy import stats
 
 from detectors._arrays import FloatArray, IntArray
+from detectors._distributions import chi2_sf
 from detectors.kinds import ColumnKind
-from detectors.methods.base import DriftMethod, MethodResult, result, total_variation
+from detectors.methods.base import CategoricalMethod, MethodResult, result, total_variation
 from detectors.pairs import CategoricalPair
 
 
@@ -26,7 +26,7 @@ def expected_counts(reference: IntArray, current: IntArray) -> tuple[FloatArray,
     return table, expected
 
 
-class HomogeneityTest(DriftMethod):
+class HomogeneityTest(CategoricalMethod):
     """A test of homogeneity of two category distributions; subclasses give the statistic."""
 
     kinds = frozenset({ColumnKind.CATEGORICAL})
@@ -44,4 +44,4 @@ class HomogeneityTest(DriftMethod):
         if dof == 0:  # one category on both sides: nothing can differ
             return result(pair, 0.0, 1.0, 0.0)
         statistic = self.statistic(observed, expected)
-        return result(pair, statistic, stats.chi2.sf(statistic, dof), total_variation(pair))
+        return result(pair, statistic, chi2_sf(statistic, dof), total_variation(pair))

@@ -19,7 +19,13 @@ import math
 import numpy as np
 
 from detectors.kinds import ColumnKind
-from detectors.methods.base import DriftMethod, MethodResult, ks_distance, register, result
+from detectors.methods.base import (
+    DRIFT_METHODS,
+    MethodResult,
+    NumericMethod,
+    ks_distance,
+    result,
+)
 from detectors.pairs import NumericPair
 
 _SIG = np.array([0.25, 0.1, 0.05, 0.025, 0.01, 0.005, 0.001])
@@ -79,9 +85,24 @@ def ad_p_value(statistic: float) -> float:
     return float(math.exp(np.polyval(fit, statistic)))
 
 
-@register
-class AndersonDarling(DriftMethod):
-    """Anderson-Darling k-sample test on two samples (numeric)."""
+@DRIFT_METHODS.register
+class AndersonDarling(NumericMethod):
+    """Anderson-Darling k-sample test on two samples (numeric).
+
+    Same distribution, then a shifted one:
+
+    >>> import numpy as np
+    >>> from detectors.pairs import NumericPair
+    >>> rng = np.random.default_rng(0)
+    >>> reference = rng.normal(0, 1, 500)
+    >>> same = NumericPair.from_values(reference, rng.normal(0, 1, 200))
+    >>> shifted = NumericPair.from_values(reference, rng.normal(0.5, 1, 200))  # mean + 0.5 sd
+    >>> method = AndersonDarling()
+    >>> [round(method.compare(pair).statistic, 3) for pair in (same, shifted)]
+    [-0.943, 21.574]
+    >>> [method.compare(pair).p_value < 0.05 for pair in (same, shifted)]
+    [False, True]
+    """
 
     name = "anderson_darling"
     title = "Anderson-Darling"

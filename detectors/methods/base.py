@@ -1,25 +1,28 @@
-"""The drift-method extension point: one base class and a registry by name.
+"""The drift-method extension point: the base classes and the registry :data:`DRIFT_METHODS`.
 
 A method compares a reference and a current distribution given as a
 :class:`~detectors.pairs.NumericPair` or :class:`~detectors.pairs.CategoricalPair`
 and returns a :class:`MethodResult`. Adding a method is one module in this
-package that defines a subclass decorated with :func:`register`, plus its
-tests; modules here are imported automatically.
+package defining a subclass of :class:`NumericMethod` and/or
+:class:`CategoricalMethod` decorated with ``@DRIFT_METHODS.register``, its
+import in ``detectors/methods/__init__.py``, and its tests (see
+:mod:`detectors`).
 """
 
 from __future__ import annotations
 
 import math
-from abc import ABC
+from abc import ABC, abstractmethod
 from dataclasses import dataclass
-from typing import ClassVar, TypeVar
+from typing import ClassVar
 
 import numpy as np
 
 from detectors._arrays import FloatArray, IntArray
-from detectors.errors import IncompatibleMethodError, UnknownMethodError
+from detectors.errors import IncompatibleMethodError
 from detectors.kinds import ColumnKind
 from detectors.pairs import CategoricalPair, NumericPair, Pair
+from detectors.registry import Registry
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -44,10 +47,20 @@ class MethodResult:
 
 
 class DriftMethod(ABC):
-    """Base class of every drift method.
+    """Base class of every drift method: what callers use, and the rules every method shares.
 
-    Subclasses set the class attributes and override ``numeric`` and/or
-    ``categorical``; ``kinds`` must list exactly the kinds they override.
+    Callers use :meth:`compare` and the class attributes below. A method
+    subclasses :class:`NumericMethod` and/or :class:`CategoricalMethod`, whose
+    abstract hooks (:meth:`numeric`, :meth:`categorical`) it implements;
+    ``kinds`` lists exactly the kinds whose hook it implements.
+
+    An abstract base class rather than a ``Protocol``: :meth:`compare` holds
+    behaviour every method must share, not only a signature -- the NaN result
+    on an empty side, the dispatch on the pair's kind and the
+    :class:`~detectors.errors.IncompatibleMethodError` for a kind the method
+    does not support -- and the ABC refuses to build a method that lacks the
+    hook of a kind it claims. A Protocol would leave each method to repeat
+    those rules.
     """
 
     #: Registry name used in config and output (``"ks"``, ``"psi"``, ...).
@@ -81,40 +94,44 @@ class DriftMethod(ABC):
         return self.categorical(pair)
 
     def numeric(self, pair: NumericPair) -> MethodResult:
-        """Compare two numeric distributions (override when ``kinds`` has numeric)."""
+        """Compare two numeric distributions (abstract in :class:`NumericMethod`)."""
         raise IncompatibleMethodError(self.name, "numeric", "")
 
     def categorical(self, pair: CategoricalPair) -> MethodResult:
-        """Compare two categorical distributions (override when ``kinds`` has categorical)."""
+        """Compare two categorical distributions (abstract in :class:`CategoricalMethod`)."""
         raise IncompatibleMethodError(self.name, "categorical", "")
+
+    @classmethod
+    def supports(cls, kind: ColumnKind) -> bool:
+        """Return whether this method compares columns of ``kind``."""
+        return kind in cls.kinds
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}()"
 
 
-_REGISTRY: dict[str, type[DriftMethod]] = {}
-M = TypeVar("M", bound=type[DriftMethod])
+class NumericMethod(DriftMethod):
+    """A drift method for numeric columns: implements :meth:`numeric`."""
+
+    kinds = frozenset({ColumnKind.NUMERIC})
+
+    @abstractmethod
+    def numeric(self, pair: NumericPair) -> MethodResult:
+        """Compare the binned reference and current values of ``pair``; neither side is empty."""
 
 
-def register(cls: M) -> M:
-    """Class decorator: make ``cls`` available under ``cls.name``."""
-    if cls.name in _REGISTRY and _REGISTRY[cls.name] is not cls:
-        raise ValueError(f"drift method name {cls.name!r} is registered twice")
-    _REGISTRY[cls.name] = cls
-    return cls
+class CategoricalMethod(DriftMethod):
+    """A drift method for categorical columns: implements :meth:`categorical`."""
+
+    kinds = frozenset({ColumnKind.CATEGORICAL})
+
+    @abstractmethod
+    def categorical(self, pair: CategoricalPair) -> MethodResult:
+        """Compare the category counts of ``pair``; neither side is empty."""
 
 
-def get_method(name: str) -> DriftMethod:
-    """Return a new instance of the method registered as ``name``."""
-    try:
-        return _REGISTRY[name]()
-    except KeyError:
-        raise UnknownMethodError(name, _REGISTRY) from None
-
-
-def method_names(kind: ColumnKind | None = None) -> list[str]:
-    """Return the registered method names, optionally only those supporting ``kind``."""
-    return sorted(n for n, cls in _REGISTRY.items() if kind is None or kind in cls.kinds)
+#: Every drift method by the name used in config files and output (``"ks"``, ``"psi"``, ...).
+DRIFT_METHODS: Registry[DriftMethod] = Registry(DriftMethod, kind="drift method")
 
 
 # ---- helpers shared by several methods -------------------------------------------------

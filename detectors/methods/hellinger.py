@@ -10,12 +10,27 @@ import numpy as np
 
 from detectors._arrays import IntArray
 from detectors.methods._binned import HistogramDistance, both_proportions
-from detectors.methods.base import register
+from detectors.methods.base import DRIFT_METHODS
 
 
-@register
+@DRIFT_METHODS.register
 class Hellinger(HistogramDistance):
-    """Hellinger distance (numeric on deciles, categorical)."""
+    """Hellinger distance (numeric on deciles, categorical).
+
+    Same distribution, then a shifted one:
+
+    >>> import numpy as np
+    >>> from detectors.pairs import NumericPair
+    >>> rng = np.random.default_rng(0)
+    >>> reference = rng.normal(0, 1, 500)
+    >>> same = NumericPair.from_values(reference, rng.normal(0, 1, 200))
+    >>> shifted = NumericPair.from_values(reference, rng.normal(0.5, 1, 200))  # mean + 0.5 sd
+    >>> method = Hellinger()
+    >>> [round(method.compare(pair).statistic, 3) for pair in (same, shifted)]
+    [0.049, 0.196]
+    >>> [method.compare(pair).statistic > method.default_threshold for pair in (same, shifted)]
+    [False, True]
+    """
 
     name = "hellinger"
     title = "Hellinger"

@@ -10,7 +10,7 @@ import numpy as np
 
 from detectors._arrays import FloatArray, IntArray
 from detectors.methods._binned import HistogramDistance, both_proportions
-from detectors.methods.base import register
+from detectors.methods.base import DRIFT_METHODS
 
 
 def _kl_to_mixture(p: FloatArray, m: FloatArray) -> float:
@@ -18,9 +18,24 @@ def _kl_to_mixture(p: FloatArray, m: FloatArray) -> float:
     return float(np.sum(p[mask] * np.log2(p[mask] / m[mask])))
 
 
-@register
+@DRIFT_METHODS.register
 class JensenShannon(HistogramDistance):
-    """Jensen-Shannon distance (numeric on deciles, categorical)."""
+    """Jensen-Shannon distance (numeric on deciles, categorical).
+
+    Same distribution, then a shifted one:
+
+    >>> import numpy as np
+    >>> from detectors.pairs import NumericPair
+    >>> rng = np.random.default_rng(0)
+    >>> reference = rng.normal(0, 1, 500)
+    >>> same = NumericPair.from_values(reference, rng.normal(0, 1, 200))
+    >>> shifted = NumericPair.from_values(reference, rng.normal(0.5, 1, 200))  # mean + 0.5 sd
+    >>> method = JensenShannon()
+    >>> [round(method.compare(pair).statistic, 3) for pair in (same, shifted)]
+    [0.059, 0.234]
+    >>> [method.compare(pair).statistic > method.default_threshold for pair in (same, shifted)]
+    [False, True]
+    """
 
     name = "jensen_shannon"
     title = "Jensen-Shannon"

@@ -22,10 +22,10 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from scipy import stats
 
+from detectors._distributions import kolmogorov_sf
 from detectors.kinds import ColumnKind
-from detectors.methods.base import DriftMethod, MethodResult, cdf_gap, register, result
+from detectors.methods.base import DRIFT_METHODS, MethodResult, NumericMethod, cdf_gap, result
 from detectors.pairs import NumericPair
 
 #: scipy's ``ks_2samp(method="auto")`` computes exact p-values up to this sample size.
@@ -43,7 +43,7 @@ def ks_p_value(d: float, n1: int, n2: int) -> float:
         if exact is not None:
             return exact
     root = math.sqrt(n1 * n2 / (n1 + n2))
-    return float(np.clip(stats.kstwobign.sf(d * (root + 0.12 + 0.11 / root)), 0.0, 1.0))
+    return float(np.clip(kolmogorov_sf(d * (root + 0.12 + 0.11 / root)), 0.0, 1.0))
 
 
 def _exact_p_value(d: float, n1: int, n2: int) -> float | None:
@@ -56,9 +56,24 @@ def _exact_p_value(d: float, n1: int, n2: int) -> float | None:
     return float(np.clip(prob, 0.0, 1.0)) if success else None
 
 
-@register
-class KolmogorovSmirnov(DriftMethod):
-    """Kolmogorov-Smirnov two-sample test (numeric)."""
+@DRIFT_METHODS.register
+class KolmogorovSmirnov(NumericMethod):
+    """Kolmogorov-Smirnov two-sample test (numeric).
+
+    Same distribution, then a shifted one:
+
+    >>> import numpy as np
+    >>> from detectors.pairs import NumericPair
+    >>> rng = np.random.default_rng(0)
+    >>> reference = rng.normal(0, 1, 500)
+    >>> same = NumericPair.from_values(reference, rng.normal(0, 1, 200))
+    >>> shifted = NumericPair.from_values(reference, rng.normal(0.5, 1, 200))  # mean + 0.5 sd
+    >>> method = KolmogorovSmirnov()
+    >>> [round(method.compare(pair).statistic, 3) for pair in (same, shifted)]
+    [0.046, 0.25]
+    >>> [method.compare(pair).p_value < 0.05 for pair in (same, shifted)]
+    [False, True]
+    """
 
     name = "ks"
     title = "Kolmogorov-Smirnov"

@@ -13,15 +13,30 @@ import numpy as np
 
 from detectors._arrays import IntArray
 from detectors.methods._binned import HistogramDistance, both_proportions, smoothed
-from detectors.methods.base import register
+from detectors.methods.base import DRIFT_METHODS
 
 #: Replacement for a zero proportion.
 PSI_FLOOR = 1e-4
 
 
-@register
+@DRIFT_METHODS.register
 class PopulationStabilityIndex(HistogramDistance):
-    """Population stability index (numeric on deciles, categorical)."""
+    """Population stability index (numeric on deciles, categorical).
+
+    Same distribution, then a shifted one:
+
+    >>> import numpy as np
+    >>> from detectors.pairs import NumericPair
+    >>> rng = np.random.default_rng(0)
+    >>> reference = rng.normal(0, 1, 500)
+    >>> same = NumericPair.from_values(reference, rng.normal(0, 1, 200))
+    >>> shifted = NumericPair.from_values(reference, rng.normal(0.5, 1, 200))  # mean + 0.5 sd
+    >>> method = PopulationStabilityIndex()
+    >>> [round(method.compare(pair).statistic, 3) for pair in (same, shifted)]
+    [0.019, 0.313]
+    >>> [method.compare(pair).statistic > method.default_threshold for pair in (same, shifted)]
+    [False, True]
+    """
 
     name = "psi"
     title = "PSI"

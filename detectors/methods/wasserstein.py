@@ -19,16 +19,37 @@ from __future__ import annotations
 import numpy as np
 
 from detectors.kinds import ColumnKind
-from detectors.methods.base import DriftMethod, MethodResult, ks_distance, register, result
+from detectors.methods.base import (
+    DRIFT_METHODS,
+    MethodResult,
+    NumericMethod,
+    ks_distance,
+    result,
+)
 from detectors.pairs import NumericPair
 
 #: Smallest spread the distance is divided by (Evidently uses the same guard).
 MIN_SPREAD = 1e-3
 
 
-@register
-class Wasserstein(DriftMethod):
-    """Normalised Wasserstein-1 distance (numeric)."""
+@DRIFT_METHODS.register
+class Wasserstein(NumericMethod):
+    """Normalised Wasserstein-1 distance (numeric).
+
+    Same distribution, then a shifted one:
+
+    >>> import numpy as np
+    >>> from detectors.pairs import NumericPair
+    >>> rng = np.random.default_rng(0)
+    >>> reference = rng.normal(0, 1, 500)
+    >>> same = NumericPair.from_values(reference, rng.normal(0, 1, 200))
+    >>> shifted = NumericPair.from_values(reference, rng.normal(0.5, 1, 200))  # mean + 0.5 sd
+    >>> method = Wasserstein()
+    >>> [round(method.compare(pair).statistic, 3) for pair in (same, shifted)]
+    [0.067, 0.477]
+    >>> [method.compare(pair).statistic > method.default_threshold for pair in (same, shifted)]
+    [False, True]
+    """
 
     name = "wasserstein"
     title = "Wasserstein (normed)"

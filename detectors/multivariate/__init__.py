@@ -1,40 +1,34 @@
-"""Multivariate drift methods, one module each; importing this package registers all of them.
+"""Multivariate drift methods, one module each, registered in :data:`MULTIVARIATE_METHODS` below.
 
 Entry points: :func:`multivariate_drift` (a profile and a window sketch that
-both keep a row sample) and ``get_multivariate_method(name).compare(reference,
+both keep a row sample) and ``MULTIVARIATE_METHODS.create(name).compare(reference,
 current)`` (two arrays or two row samples).
 """
 
 from __future__ import annotations
 
-import importlib
-import pkgutil
-
 from detectors.multivariate.base import (
+    MULTIVARIATE_METHODS,
     MissingSampleError,
     MultivariateMethod,
     MultivariateResult,
-    get_multivariate_method,
-    multivariate_method_names,
-    register,
 )
-
-for _module in pkgutil.iter_modules(__path__):
-    if not _module.name.startswith("_") and _module.name not in {"base", "report"}:
-        importlib.import_module(f"{__name__}.{_module.name}")
-
-from detectors.multivariate.report import (  # noqa: E402 (after the methods register)
-    DEFAULT_MULTIVARIATE_METHODS,
-    multivariate_drift,
-)
+from detectors.multivariate.domain_classifier import DomainClassifier, DomainClassifierResult
+from detectors.multivariate.mmd import MMD, MMDResult
+from detectors.multivariate.pca_reconstruction import PCAReconstruction, PCAReconstructionResult
+from detectors.multivariate.report import DEFAULT_MULTIVARIATE_METHODS, multivariate_drift
 
 __all__ = [
     "DEFAULT_MULTIVARIATE_METHODS",
+    "MMD",
+    "MULTIVARIATE_METHODS",
+    "DomainClassifier",
+    "DomainClassifierResult",
+    "MMDResult",
     "MissingSampleError",
     "MultivariateMethod",
     "MultivariateResult",
-    "get_multivariate_method",
+    "PCAReconstruction",
+    "PCAReconstructionResult",
     "multivariate_drift",
-    "multivariate_method_names",
-    "register",
 ]

@@ -1,4 +1,4 @@
-"""The multivariate-method extension point: one base class, its result type and a registry.
+"""The multivariate-method extension point: base class, result type, :data:`MULTIVARIATE_METHODS`.
 
 A multivariate method compares a reference and a current set of rows as a
 whole, so it sees what per-feature tests cannot: a change in how features move
@@ -8,8 +8,9 @@ arrays (one column per feature, NaN for a missing value) or as two
 one-hot encoded first (:meth:`~detectors.sample.RowSample.matrix`).
 
 Adding a method is one module in this package that defines a subclass of
-:class:`MultivariateMethod` decorated with :func:`register`, plus its tests;
-modules here are imported automatically.
+:class:`MultivariateMethod` decorated with ``@MULTIVARIATE_METHODS.register``,
+its import in ``detectors/multivariate/__init__.py``, and its tests (see
+:mod:`detectors`).
 """
 
 from __future__ import annotations
@@ -17,20 +18,19 @@ from __future__ import annotations
 import math
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, fields
-from typing import Any, ClassVar, TypeVar
+from typing import Any, ClassVar
 
 import numpy as np
 import numpy.typing as npt
-from scipy.stats import rankdata
 
 from detectors._arrays import FloatArray
 from detectors.errors import (
     IncompatibleSketchError,
     InvalidParameterError,
-    UnknownMethodError,
     check_int,
     check_real,
 )
+from detectors.registry import Registry
 from detectors.sample import DEFAULT_ONE_HOT_LEVELS, RowSample
 
 #: What a method compares: rows as a 2-d float array, or a row sample.
@@ -253,6 +253,9 @@ def rank_auc(scores: FloatArray, labels: npt.NDArray[np.bool_]) -> FloatArray:
 
     Mid-ranks count ties as half; a column whose labels are all alike gives NaN.
     """
+    # Imported here: scipy.stats takes ~0.6 s to import, and only the opt-in methods rank.
+    from scipy.stats import rankdata
+
     ranks = rankdata(scores, axis=0)
     n_pos = labels.sum(axis=0).astype(np.float64)
     n_neg = labels.shape[0] - n_pos
@@ -267,27 +270,7 @@ def permutation_p_value(observed: float, permuted: FloatArray) -> float:
     return float((1 + np.count_nonzero(valid >= observed)) / (1 + valid.size))
 
 
-_REGISTRY: dict[str, type[MultivariateMethod]] = {}
-M = TypeVar("M", bound=type[MultivariateMethod])
-
-
-def register(cls: M) -> M:
-    """Class decorator: make ``cls`` available under ``cls.name``."""
-    if cls.name in _REGISTRY and _REGISTRY[cls.name] is not cls:
-        raise ValueError(f"multivariate method name {cls.name!r} is registered twice")
-    _REGISTRY[cls.name] = cls
-    return cls
-
-
-def get_multivariate_method(name: str, **parameters: Any) -> MultivariateMethod:
-    """Return a new instance of the method registered as ``name``, built with ``parameters``."""
-    try:
-        cls = _REGISTRY[name]
-    except KeyError:
-        raise UnknownMethodError(name, _REGISTRY) from None
-    return cls(**parameters)
-
-
-def multivariate_method_names() -> list[str]:
-    """Return the registered multivariate method names, sorted."""
-    return sorted(_REGISTRY)
+#: Every multivariate method by the name used in config files and output (``"mmd"``, ...).
+MULTIVARIATE_METHODS: Registry[MultivariateMethod] = Registry(
+    MultivariateMethod, kind="multivariate method"
+)

@@ -43,11 +43,11 @@ import numpy.typing as npt
 from detectors._arrays import FloatArray
 from detectors.errors import InvalidParameterError, check_int
 from detectors.multivariate.base import (
+    MULTIVARIATE_METHODS,
     MultivariateMethod,
     MultivariateResult,
     permutation_p_value,
     rank_auc,
-    register,
     standardize,
     standardizer,
 )
@@ -70,7 +70,7 @@ class DomainClassifierResult(MultivariateResult):
     critical_auc: float
 
 
-@register
+@MULTIVARIATE_METHODS.register
 class DomainClassifier(MultivariateMethod):
     """Cross-fitted AUC of a quadratic ridge classifier of reference vs current, permutation-tested.
 

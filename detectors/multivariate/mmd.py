@@ -42,10 +42,10 @@ import numpy.typing as npt
 from detectors._arrays import FloatArray
 from detectors.errors import InvalidParameterError, check_int
 from detectors.multivariate.base import (
+    MULTIVARIATE_METHODS,
     MultivariateMethod,
     MultivariateResult,
     permutation_p_value,
-    register,
     standardize,
     standardizer,
 )
@@ -67,7 +67,7 @@ class MMDResult(MultivariateResult):
     critical_value: float
 
 
-@register
+@MULTIVARIATE_METHODS.register
 class MMD(MultivariateMethod):
     """Unbiased squared MMD with an RBF kernel between the two row sets, permutation-tested.
 

@@ -50,9 +50,9 @@ import numpy as np
 from detectors._arrays import FloatArray
 from detectors.errors import check_int, check_real
 from detectors.multivariate.base import (
+    MULTIVARIATE_METHODS,
     MultivariateMethod,
     MultivariateResult,
-    register,
     standardize,
     standardizer,
 )
@@ -82,7 +82,7 @@ class PCAReconstructionResult(MultivariateResult):
     reference_error: float
 
 
-@register
+@MULTIVARIATE_METHODS.register
 class PCAReconstruction(MultivariateMethod):
     """Mean PCA reconstruction error of the current rows against a held-out reference bound.
 

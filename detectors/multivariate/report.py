@@ -5,10 +5,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from detectors.multivariate.base import (
+    MULTIVARIATE_METHODS,
     MissingSampleError,
     MultivariateMethod,
     MultivariateResult,
-    get_multivariate_method,
 )
 from detectors.profile import ReferenceProfile
 from detectors.sample import DEFAULT_ONE_HOT_LEVELS
@@ -59,6 +59,6 @@ def multivariate_drift(
     results = []
     for method in methods:
         if isinstance(method, str):
-            method = get_multivariate_method(method, alpha=alpha, seed=seed)
+            method = MULTIVARIATE_METHODS.create(method, alpha=alpha, seed=seed)
         results.append(method.compare(base.sample, current.sample, max_levels=max_levels))
     return tuple(results)

@@ -1,4 +1,4 @@
-"""Online change detectors, one module each; importing this package registers all of them.
+"""Online change detectors, one module each, registered in :data:`ONLINE_DETECTORS` below.
 
 ADWIN, Page-Hinkley, DDM, KSWIN and a two-sided CUSUM read a stream of numbers
 one value at a time in memory bounded by their parameters. See
@@ -7,19 +7,21 @@ one value at a time in memory bounded by their parameters. See
 
 from __future__ import annotations
 
-import importlib
-import pkgutil
+from detectors.errors import UnknownDetectorError
+from detectors.online.adwin import ADWIN
+from detectors.online.base import ONLINE_DETECTORS, ChangeDetector
+from detectors.online.cusum import CUSUM
+from detectors.online.ddm import DDM
+from detectors.online.kswin import KSWIN
+from detectors.online.page_hinkley import PageHinkley
 
-from detectors.online.base import (
-    ChangeDetector,
-    UnknownDetectorError,
-    detector_names,
-    get_detector,
-    register,
-)
-
-for _module in pkgutil.iter_modules(__path__):
-    if not _module.name.startswith("_") and _module.name != "base":
-        importlib.import_module(f"{__name__}.{_module.name}")
-
-__all__ = ["ChangeDetector", "UnknownDetectorError", "detector_names", "get_detector", "register"]
+__all__ = [
+    "ADWIN",
+    "CUSUM",
+    "DDM",
+    "KSWIN",
+    "ONLINE_DETECTORS",
+    "ChangeDetector",
+    "PageHinkley",
+    "UnknownDetectorError",
+]

@@ -38,10 +38,10 @@ from __future__ import annotations
 import math
 from typing import ClassVar
 
-from detectors.online.base import ChangeDetector, check_int, check_real, register
+from detectors.online.base import ONLINE_DETECTORS, ChangeDetector, check_int, check_real
 
 
-@register
+@ONLINE_DETECTORS.register
 class ADWIN(ChangeDetector):
     """Adaptive windowing: a change in the mean of a 0/1 or real-valued stream.
 

@@ -1,4 +1,4 @@
-"""The online change-detector extension point: one base class and a registry by name.
+"""The online change-detector extension point: one base class and :data:`ONLINE_DETECTORS`.
 
 A change detector reads a stream of numbers one at a time (an error indicator,
 a score, a feature value) and says after each one whether the stream's
@@ -23,7 +23,8 @@ Conventions shared by every detector, the same as River's ``DriftDetector``:
   running mean would disable the detector for good (River does the latter).
 
 Adding a detector is one module in this package defining a subclass decorated
-with :func:`register`; modules here are imported automatically.
+with ``@ONLINE_DETECTORS.register``, its import in
+``detectors/online/__init__.py``, and its tests (see :mod:`detectors`).
 """
 
 from __future__ import annotations
@@ -35,26 +36,20 @@ import random
 from abc import ABC, abstractmethod
 from collections import deque
 from collections.abc import Iterable, Mapping
-from typing import Any, ClassVar, Self, TypeVar
+from typing import Any, ClassVar, Self
 
 import numpy as np
 
-from detectors.errors import InvalidParameterError, UnknownMethodError
+from detectors.errors import InvalidParameterError, UnknownDetectorError
 from detectors.errors import check_int as check_int  # re-exported for the detectors
 from detectors.errors import check_real as check_real  # re-exported for the detectors
+from detectors.registry import Registry
 from detectors.sketch import check_version
 
 #: ``format`` field of serialised detector state.
 STATE_FORMAT = "driftline.change_detector"
 #: Version of that format written by :meth:`ChangeDetector.state_dict`.
 STATE_VERSION = 1
-
-
-class UnknownDetectorError(UnknownMethodError):
-    """A change-detector name is not in the registry."""
-
-    def __str__(self) -> str:
-        return f"unknown change detector {self.name!r}; available: {', '.join(self.available)}"
 
 
 class ChangeDetector(ABC):
@@ -68,8 +63,8 @@ class ChangeDetector(ABC):
 
     Saving and restoring a detector between windows:
 
-    >>> from detectors.online import get_detector
-    >>> detector = get_detector("page_hinkley", threshold=5.0)
+    >>> from detectors.online import ONLINE_DETECTORS
+    >>> detector = ONLINE_DETECTORS.create("page_hinkley", threshold=5.0)
     >>> [detector.update(x) for x in (0.0, 0.0, 1.0)]
     [False, False, False]
     >>> saved = detector.state_dict()
@@ -180,12 +175,9 @@ class ChangeDetector(ABC):
         those of the detector raises :class:`~detectors.errors.InvalidParameterError`.
         """
         check_version(data, STATE_FORMAT, STATE_VERSION)
-        name = data.get("detector")
-        target = _REGISTRY.get(name) if isinstance(name, str) else None
-        if target is None:
-            raise UnknownDetectorError(str(name), _REGISTRY)
+        target = ONLINE_DETECTORS[str(data.get("detector"))]
         if not issubclass(target, cls):
-            raise InvalidParameterError("detector", f"{cls.name!r}", name)
+            raise InvalidParameterError("detector", f"{cls.name!r}", data.get("detector"))
         detector = target(**data["params"])
         fresh = detector._runtime()
         state = data["state"]
@@ -205,30 +197,10 @@ class ChangeDetector(ABC):
         return f"{type(self).__name__}({args})"
 
 
-_REGISTRY: dict[str, type[ChangeDetector]] = {}
-D = TypeVar("D", bound=type[ChangeDetector])
-
-
-def register(cls: D) -> D:
-    """Class decorator: make ``cls`` available under ``cls.name``."""
-    if cls.name in _REGISTRY and _REGISTRY[cls.name] is not cls:
-        raise ValueError(f"change detector name {cls.name!r} is registered twice")
-    _REGISTRY[cls.name] = cls
-    return cls
-
-
-def get_detector(name: str, **params: Any) -> ChangeDetector:
-    """Return a new detector registered as ``name``, built with ``params``."""
-    try:
-        cls = _REGISTRY[name]
-    except KeyError:
-        raise UnknownDetectorError(name, _REGISTRY) from None
-    return cls(**params)
-
-
-def detector_names() -> list[str]:
-    """Return the registered detector names, sorted."""
-    return sorted(_REGISTRY)
+#: Every online change detector by the name used in config files (``"adwin"``, ...).
+ONLINE_DETECTORS: Registry[ChangeDetector] = Registry(
+    ChangeDetector, kind="change detector", error=UnknownDetectorError
+)
 
 
 def _encode(value: object) -> object:

@@ -40,7 +40,7 @@ from __future__ import annotations
 import math
 from typing import ClassVar
 
-from detectors.online.base import ChangeDetector, check_int, check_real, register
+from detectors.online.base import ONLINE_DETECTORS, ChangeDetector, check_int, check_real
 
 #: Siegmund's correction added to ``h`` for the overshoot of a normal random walk.
 SIEGMUND_OFFSET = 1.166
@@ -70,7 +70,7 @@ def average_run_length(k: float, h: float, shift: float = 0.0, two_sided: bool =
     return 1 / (1 / upper + 1 / one_sided(-shift - k))
 
 
-@register
+@ONLINE_DETECTORS.register
 class CUSUM(ChangeDetector):
     """Two-sided CUSUM chart on values standardised by a warm-up.
 

@@ -26,10 +26,10 @@ import math
 from typing import ClassVar
 
 from detectors.errors import InvalidParameterError
-from detectors.online.base import ChangeDetector, check_int, check_real, register
+from detectors.online.base import ONLINE_DETECTORS, ChangeDetector, check_int, check_real
 
 
-@register
+@ONLINE_DETECTORS.register
 class DDM(ChangeDetector):
     """Drift Detection Method: a rise in the error rate of a 0/1 stream.
 

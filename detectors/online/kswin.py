@@ -40,9 +40,8 @@ from itertools import islice
 from typing import ClassVar
 
 import numpy as np
-from scipy import stats
 
-from detectors.online.base import ChangeDetector, check_int, check_real, register
+from detectors.online.base import ONLINE_DETECTORS, ChangeDetector, check_int, check_real
 
 #: A change also needs a KS distance above this (River's and the paper's rule; exact).
 MIN_DISTANCE = Fraction(1, 10)
@@ -61,6 +60,8 @@ def critical_count(stat_size: int, alpha: float) -> int:
     14
     """
 
+    from scipy import stats  # here, not at the top: importing scipy.stats takes ~0.6 s
+
     def p_value(j: int) -> float:
         # Two samples of distinct values at KS distance exactly j / stat_size.
         older = np.arange(stat_size, dtype=np.float64)
@@ -76,7 +77,7 @@ def critical_count(stat_size: int, alpha: float) -> int:
     return max(low, math.floor(MIN_DISTANCE * stat_size) + 1)
 
 
-@register
+@ONLINE_DETECTORS.register
 class KSWIN(ChangeDetector):
     """Kolmogorov-Smirnov windowing: a change in the distribution of a stream.
 

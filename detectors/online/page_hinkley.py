@@ -25,12 +25,18 @@ from __future__ import annotations
 
 from typing import ClassVar
 
-from detectors.online.base import ChangeDetector, check_choice, check_int, check_real, register
+from detectors.online.base import (
+    ONLINE_DETECTORS,
+    ChangeDetector,
+    check_choice,
+    check_int,
+    check_real,
+)
 
 MODES = ("up", "down", "both")
 
 
-@register
+@ONLINE_DETECTORS.register
 class PageHinkley(ChangeDetector):
     """Page-Hinkley test for a rise and/or a drop in the mean.
 

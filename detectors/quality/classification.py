@@ -108,7 +108,6 @@ from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import numpy as np
-from scipy.special import digamma
 
 from detectors._arrays import FloatArray, IntArray, canonical_label
 from detectors.errors import IncompatibleSketchError, InvalidParameterError
@@ -291,6 +290,8 @@ class BinaryScoreSketch:
         estimate = float(np.sum(p * tp / rows_to)) / total
         upper = float(np.sum(p * tp / (rows_above + p))) / total
         # sum_{t=1..p} (A + t) / (C + t) = p - (C - A) (psi(C + p + 1) - psi(C + 1))
+        from scipy.special import digamma  # here: importing scipy.special takes ~0.1 s
+
         c = rows_above + n
         worst = p - (c - above) * (digamma(c + p + 1) - digamma(c + 1))
         lower = min(float(np.sum(worst)) / total, estimate)

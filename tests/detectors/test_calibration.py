@@ -18,7 +18,7 @@ import pytest
 
 from detectors.decisions import Correction, corrected_thresholds
 from detectors.drift import DriftSettings, compare_frames, compare_sketches
-from detectors.methods import get_method
+from detectors.methods import DRIFT_METHODS
 from detectors.pairs import CategoricalPair, NumericPair
 from detectors.profile import ReferenceProfile, categorical_spec, numeric_spec
 from detectors.sketch import CategoricalSketch, NumericSketch, WindowSketch
@@ -58,7 +58,7 @@ def categorical_sketch_pair(reference: np.ndarray, current: np.ndarray) -> Categ
 
 def rejection_rate(method: str, pairs: list[NumericPair] | list[CategoricalPair]) -> float:
     """Share of ``pairs`` whose p-value is at most :data:`ALPHA`."""
-    test = get_method(method)
+    test = DRIFT_METHODS.create(method)
     p_values = np.array([test.compare(pair).p_value for pair in pairs])
     return float(np.mean(p_values <= ALPHA))
 
@@ -115,7 +115,7 @@ def test_chi_square_power_for_a_five_point_move():
     references = rng.choice(4, size=(300, ROWS), p=before)
     currents = rng.choice(4, size=(300, ROWS), p=after)
     pairs = [categorical_sketch_pair(r, c) for r, c in zip(references, currents, strict=True)]
-    assert get_method("total_variation").compare(pairs[0]).statistic == pytest.approx(
+    assert DRIFT_METHODS.create("total_variation").compare(pairs[0]).statistic == pytest.approx(
         0.05, abs=0.03
     )
     assert rejection_rate("chi_square", pairs) >= 0.95

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from detectors.errors import InvalidParameterError, check_int, check_real
-from detectors.multivariate import get_multivariate_method
+from detectors.multivariate import MULTIVARIATE_METHODS
 from detectors.online import base as online_base
 from detectors.sample import RowSample
 
@@ -94,7 +94,7 @@ def test_online_base_still_exports_the_checkers():
     ],
 )
 def test_multivariate_methods_store_numpy_integers_as_plain_ints(name: str, parameters: dict):
-    method = get_multivariate_method(name, **parameters)
+    method = MULTIVARIATE_METHODS.create(name, **parameters)
     for parameter, value in parameters.items():
         stored = getattr(method, parameter)
         assert stored == value
@@ -112,7 +112,7 @@ def test_multivariate_methods_store_numpy_integers_as_plain_ints(name: str, para
 )
 def test_multivariate_methods_refuse_non_integers(name: str, parameter: str, value: object):
     with pytest.raises(InvalidParameterError) as raised:
-        get_multivariate_method(name, **{parameter: value})
+        MULTIVARIATE_METHODS.create(name, **{parameter: value})
     assert raised.value.name == parameter
     assert str(raised.value).startswith(f"{parameter} must be an integer >= ")
 

@@ -1,6 +1,6 @@
 """The contract every registered drift method keeps, checked generically over the registry.
 
-A new method module is picked up by ``method_names()`` and runs through every
+A new method module is picked up by ``DRIFT_METHODS.names()`` and runs through every
 test here without any change to this file; what differs between methods lives in
 the small per-method table :data:`NO_CHANGE_STATISTIC`.
 """
@@ -17,7 +17,7 @@ import pytest
 from detectors.drift import DriftSettings, compare_frames
 from detectors.errors import IncompatibleMethodError, InvalidParameterError, UnknownMethodError
 from detectors.kinds import ColumnKind
-from detectors.methods import get_method, method_names
+from detectors.methods import DRIFT_METHODS
 from detectors.methods.base import DriftMethod, MethodResult
 from detectors.pairs import UNSEEN, CategoricalPair, NumericPair, Pair
 from detectors.profile import ReferenceProfile
@@ -48,13 +48,18 @@ def sketch_pair(reference: pd.Series, current: pd.Series, kind: ColumnKind) -> P
     return CategoricalPair.from_sketches(reference_sketch, current_sketch)
 
 
+def supporting(kind: ColumnKind) -> list[str]:
+    """Names of the registered methods that compare columns of ``kind``."""
+    return DRIFT_METHODS.names(lambda method: method.supports(kind))
+
+
 def supported_cases(supported: bool) -> list[object]:
     """``(method, kind)`` for every registered method and every kind it does (not) support."""
     return [
         pytest.param(name, kind, id=f"{name}-{kind.value}")
-        for name in method_names()
+        for name in DRIFT_METHODS.names()
         for kind in ColumnKind
-        if (kind in get_method(name).kinds) is supported
+        if (kind in DRIFT_METHODS.create(name).kinds) is supported
     ]
 
 
@@ -79,7 +84,7 @@ def drift_of(method: DriftMethod, reference: pd.Series, current: pd.Series, kind
 @pytest.mark.parametrize(("name", "kind"), supported_cases(True))
 def test_identical_samples_show_no_change(name: str, kind: ColumnKind):
     """Same data on both sides: the 'no change' statistic, zero effect, high p and no drift."""
-    method = get_method(name)
+    method = DRIFT_METHODS.create(name)
     values = sample(kind, shifted=False, seed=1)
     result = method.compare(sketch_pair(values, values, kind), "x")
     expected = NO_CHANGE_STATISTIC.get(name, 0.0)
@@ -95,7 +100,7 @@ def test_identical_samples_show_no_change(name: str, kind: ColumnKind):
 @pytest.mark.parametrize(("name", "kind"), supported_cases(True))
 def test_shifted_samples_drift_at_default_threshold(name: str, kind: ColumnKind):
     """A clear shift (one standard deviation; 30 points of mass moved) drifts at the default."""
-    method = get_method(name)
+    method = DRIFT_METHODS.create(name)
     reference = sample(kind, shifted=False, seed=4)
     feature = drift_of(method, reference, sample(kind, shifted=True, seed=5), kind)
     assert feature.threshold == method.default_threshold
@@ -105,7 +110,7 @@ def test_shifted_samples_drift_at_default_threshold(name: str, kind: ColumnKind)
 @pytest.mark.parametrize(("name", "kind"), supported_cases(True))
 def test_result_fields(name: str, kind: ColumnKind):
     """Counts are the sample sizes; p-value only for tests; effect size in [0, 1]."""
-    method = get_method(name)
+    method = DRIFT_METHODS.create(name)
     reference = sample(kind, shifted=False, seed=6)
     current = sample(kind, shifted=True, seed=7).iloc[: ROWS // 2]
     result = method.compare(sketch_pair(reference, current, kind), "x")
@@ -135,7 +140,7 @@ def pair_with_empty_side(kind: ColumnKind, empty_side: str) -> Pair:
 @pytest.mark.parametrize("empty_side", ["reference", "current"])
 def test_empty_side_gives_nan(name: str, kind: ColumnKind, empty_side: str):
     """With no value on one side every method returns NaN (None p-value for distances)."""
-    method = get_method(name)
+    method = DRIFT_METHODS.create(name)
     result = method.compare(pair_with_empty_side(kind, empty_side), "x")
     assert math.isnan(result.statistic)
     assert math.isnan(result.effect_size)
@@ -153,7 +158,7 @@ def test_unsupported_kind_raises(name: str, kind: ColumnKind):
     values = sample(kind, shifted=False, seed=9)
     pair = sketch_pair(values, values, kind)
     with pytest.raises(IncompatibleMethodError, match=f"'{name}'.*{kind.value}.*'income'"):
-        get_method(name).compare(pair, "income")
+        DRIFT_METHODS.create(name).compare(pair, "income")
     with pytest.raises(IncompatibleMethodError, match="'x'"):
         compare_frames(
             pd.DataFrame({"x": values}),
@@ -163,42 +168,42 @@ def test_unsupported_kind_raises(name: str, kind: ColumnKind):
         )
 
 
-@pytest.mark.parametrize("name", method_names())
+@pytest.mark.parametrize("name", DRIFT_METHODS.names())
 def test_registered_class_is_consistent(name: str):
     """Registry name, kinds, overridden hooks, threshold and title agree for every method."""
-    method = get_method(name)
+    method = DRIFT_METHODS.create(name)
     assert method.name == name
     assert method.title
     assert method.kinds
     assert method.default_threshold > 0
-    assert get_method(name) is not method, "get_method must return a new instance"
+    assert DRIFT_METHODS.create(name) is not method, "create must return a new instance"
     overridden = {
         ColumnKind.NUMERIC: type(method).numeric is not DriftMethod.numeric,
         ColumnKind.CATEGORICAL: type(method).categorical is not DriftMethod.categorical,
     }
     assert {kind for kind, yes in overridden.items() if yes} == set(method.kinds)
     for kind in ColumnKind:
-        assert (name in method_names(kind)) is (kind in method.kinds)
+        assert (name in supporting(kind)) is (kind in method.kinds)
 
 
 def test_unknown_method_lists_available_names():
     """An unknown name raises UnknownMethodError (a KeyError) listing every registered name."""
     with pytest.raises(UnknownMethodError) as error:
-        get_method("kolmogorov")
+        DRIFT_METHODS.create("kolmogorov")
     assert isinstance(error.value, KeyError)
     message = str(error.value)
     assert "'kolmogorov'" in message
-    for name in method_names():
+    for name in DRIFT_METHODS.names():
         assert name in message
-    assert error.value.available == method_names()
+    assert error.value.available == DRIFT_METHODS.names()
 
 
 def test_method_names_cover_both_kinds():
-    """The registry has methods for both kinds and ``method_names()`` is their sorted union."""
-    numeric, categorical = method_names(ColumnKind.NUMERIC), method_names(ColumnKind.CATEGORICAL)
+    """The registry has methods for both kinds and ``DRIFT_METHODS.names()`` is their union."""
+    numeric, categorical = supporting(ColumnKind.NUMERIC), supporting(ColumnKind.CATEGORICAL)
     assert numeric
     assert categorical
-    assert method_names() == sorted(set(numeric) | set(categorical))
+    assert DRIFT_METHODS.names() == sorted(set(numeric) | set(categorical))
 
 
 @pytest.mark.parametrize(

@@ -22,11 +22,10 @@ from detectors.drift import compare_sketches
 from detectors.errors import InvalidParameterError, UnknownMethodError
 from detectors.multivariate import (
     DEFAULT_MULTIVARIATE_METHODS,
+    MULTIVARIATE_METHODS,
     MissingSampleError,
     MultivariateResult,
-    get_multivariate_method,
     multivariate_drift,
-    multivariate_method_names,
 )
 from detectors.multivariate.base import auc, rank_auc
 from detectors.multivariate.domain_classifier import quadratic_features
@@ -40,7 +39,7 @@ from detectors.multivariate.pca_reconstruction import PCAReconstruction
 from detectors.profile import ReferenceProfile
 from detectors.sample import RowSample
 
-METHODS = multivariate_method_names()
+METHODS = MULTIVARIATE_METHODS.names()
 ALPHA = 0.05
 #: Rows of the reference and of a window in the default (fast) statistical tests.
 REFERENCE_ROWS, CURRENT_ROWS = 600, 300
@@ -153,7 +152,7 @@ def rows(seed: int, n: int, d: int = 3) -> np.ndarray:
 def test_same_rows_are_not_drift(name: str):
     """A set of rows compared with itself never drifts."""
     data = rows(10, 200)
-    result = get_multivariate_method(name).compare(data, data)
+    result = MULTIVARIATE_METHODS.create(name).compare(data, data)
     assert not result.drift
     assert math.isfinite(result.statistic)
 
@@ -162,15 +161,15 @@ def test_same_rows_are_not_drift(name: str):
 def test_results_are_deterministic_given_the_seed(name: str):
     """The same inputs and seed give the same result; arrays and samples give the same answer."""
     reference, current = rows(11, 150), rows(12, 80)
-    first = get_multivariate_method(name, seed=7).compare(reference, current)
-    assert get_multivariate_method(name, seed=7).compare(reference, current) == first
+    first = MULTIVARIATE_METHODS.create(name, seed=7).compare(reference, current)
+    assert MULTIVARIATE_METHODS.create(name, seed=7).compare(reference, current) == first
     samples = [
         RowSample.from_rows(("a", "b", "c"), (None,) * 3, side, np.arange(len(side)), size=500)
         for side in (reference, current)
     ]
-    from_samples = get_multivariate_method(name, seed=7).compare(*samples)
+    from_samples = MULTIVARIATE_METHODS.create(name, seed=7).compare(*samples)
     assert from_samples.statistic == pytest.approx(
-        get_multivariate_method(name, seed=7)
+        MULTIVARIATE_METHODS.create(name, seed=7)
         .compare(samples[0].matrix(), samples[1].matrix())
         .statistic
     )
@@ -179,7 +178,7 @@ def test_results_are_deterministic_given_the_seed(name: str):
 @pytest.mark.parametrize("name", METHODS)
 def test_result_fields(name: str):
     """Results carry the method, sizes, parameters and a JSON-ready form."""
-    method = get_multivariate_method(name)
+    method = MULTIVARIATE_METHODS.create(name)
     result = method.compare(rows(13, 120), rows(14, 60, d=3))
     assert isinstance(result, MultivariateResult)
     assert (result.method, result.n_reference, result.n_current) == (name, 120, 60)
@@ -209,7 +208,9 @@ def test_result_fields(name: str):
 )
 def test_too_little_data_is_undefined_not_drift(name: str, n_reference: int, n_current: int, d):
     """Without enough rows or any column: NaN statistic, no drift, no exception."""
-    result = get_multivariate_method(name).compare(rows(15, n_reference, d), rows(16, n_current, d))
+    result = MULTIVARIATE_METHODS.create(name).compare(
+        rows(15, n_reference, d), rows(16, n_current, d)
+    )
     assert math.isnan(result.statistic)
     assert not result.drift
     assert json.loads(json.dumps(result.to_dict()))["statistic"] is None
@@ -222,14 +223,14 @@ def test_missing_and_infinite_values_are_imputed(name: str):
     reference[::7, 0] = np.nan
     current[::5, 1] = np.inf
     current[:, 2] = np.nan
-    result = get_multivariate_method(name).compare(reference, current)
+    result = MULTIVARIATE_METHODS.create(name).compare(reference, current)
     assert math.isfinite(result.statistic)
 
 
 @pytest.mark.parametrize("name", METHODS)
 def test_inputs_are_validated(name: str):
     """Both sides 2-d with the same columns; both arrays or both samples."""
-    method = get_multivariate_method(name)
+    method = MULTIVARIATE_METHODS.create(name)
     with pytest.raises(InvalidParameterError, match="columns"):
         method.compare(rows(1, 20, 3), rows(2, 20, 2))
     with pytest.raises(InvalidParameterError, match="2-d"):
@@ -259,7 +260,7 @@ def test_inputs_are_validated(name: str):
 def test_invalid_parameters_name_themselves(name: str, parameters: dict, invalid: str):
     """Construction refuses bad parameters with an error naming the parameter."""
     with pytest.raises(InvalidParameterError, match=invalid):
-        get_multivariate_method(name, **parameters)
+        MULTIVARIATE_METHODS.create(name, **parameters)
 
 
 def test_registry():
@@ -267,7 +268,7 @@ def test_registry():
     assert METHODS == ["domain_classifier", "mmd", "pca_reconstruction"]
     assert set(DEFAULT_MULTIVARIATE_METHODS) == set(METHODS)
     with pytest.raises(UnknownMethodError, match="pca_reconstruction"):
-        get_multivariate_method("pca")
+        MULTIVARIATE_METHODS.create("pca")
 
 
 def test_mmd_subsamples_large_sides():
@@ -488,12 +489,16 @@ def test_pca_does_not_compare_rounding_noise(seed: int) -> None:
     reference = np.column_stack([rng.normal(size=3000), np.eye(3)[region]])  # one-hot sums to 1
     current = reference[:1000].copy()
     current[:, 0] *= 1.2  # a marginal change along a kept direction, nothing off the subspace
-    result = get_multivariate_method("pca_reconstruction", seed=seed).compare(reference, current)
+    result = MULTIVARIATE_METHODS.create("pca_reconstruction", seed=seed).compare(
+        reference, current
+    )
     assert result.statistic == 0.0
     assert result.threshold == 0.0
     assert not result.drift
     # A row off the reference's subspace (indicators no longer summing to one) still counts.
     current[:100, 1:] = 0.0
-    result = get_multivariate_method("pca_reconstruction", seed=seed).compare(reference, current)
+    result = MULTIVARIATE_METHODS.create("pca_reconstruction", seed=seed).compare(
+        reference, current
+    )
     assert result.statistic > 0.0
     assert result.drift

@@ -36,7 +36,7 @@ import numpy as np
 import pytest
 
 from detectors.errors import IncompatibleSketchError, InvalidParameterError, StateVersionError
-from detectors.online import ChangeDetector, UnknownDetectorError, detector_names, get_detector
+from detectors.online import ONLINE_DETECTORS, ChangeDetector, UnknownDetectorError
 from detectors.online.cusum import CUSUM, average_run_length
 from detectors.online.kswin import critical_count, ks_count
 from tests import servers
@@ -162,12 +162,12 @@ CASES: dict[str, Case] = {
 
 def contract_cases() -> list[Any]:
     """One pytest parameter per registered detector."""
-    return [pytest.param(name, id=name) for name in detector_names()]
+    return [pytest.param(name, id=name) for name in ONLINE_DETECTORS.names()]
 
 
 def build(name: str) -> ChangeDetector:
     """A detector ``name`` with its test parameters."""
-    return get_detector(name, **CASES[name].params)
+    return ONLINE_DETECTORS.create(name, **CASES[name].params)
 
 
 def values_for(name: str, seed: int = 0) -> tuple[float, ...]:
@@ -182,7 +182,11 @@ def json_state(detector: ChangeDetector) -> dict[str, Any]:
 
 
 def test_every_registered_detector_has_a_case():
-    assert detector_names() == sorted(CASES) == ["adwin", "cusum", "ddm", "kswin", "page_hinkley"]
+    assert (
+        ONLINE_DETECTORS.names()
+        == sorted(CASES)
+        == ["adwin", "cusum", "ddm", "kswin", "page_hinkley"]
+    )
 
 
 @pytest.mark.parametrize("name", contract_cases())
@@ -257,7 +261,7 @@ def test_non_finite_input_raises_and_changes_nothing(name: str, bad_value: objec
 )
 def test_bad_parameter_raises_naming_it(name: str, parameter: str, value: object):
     with pytest.raises(InvalidParameterError) as raised:
-        get_detector(name, **{parameter: value})
+        ONLINE_DETECTORS.create(name, **{parameter: value})
     assert raised.value.name == parameter
     message = str(raised.value)
     assert message.startswith(f"{parameter} must be ")
@@ -267,7 +271,7 @@ def test_bad_parameter_raises_naming_it(name: str, parameter: str, value: object
 @pytest.mark.parametrize("name", contract_cases())
 def test_unknown_parameter_raises_type_error(name: str):
     with pytest.raises(TypeError, match="no_such_parameter"):
-        get_detector(name, no_such_parameter=1)
+        ONLINE_DETECTORS.create(name, no_such_parameter=1)
 
 
 @pytest.mark.parametrize("name", contract_cases())
@@ -290,7 +294,7 @@ def count_numbers(value: object) -> int:
 
 
 def test_numpy_parameters_and_values_serialise_to_json():
-    detector = get_detector("kswin", alpha=np.float64(0.01), seed=np.int64(3))
+    detector = ONLINE_DETECTORS.create("kswin", alpha=np.float64(0.01), seed=np.int64(3))
     detections(detector, np.asarray(values_for("kswin")[:150], dtype=np.float32))
     state = json_state(detector)
     assert state["params"] == {"alpha": 0.01, "window_size": 100, "stat_size": 30, "seed": 3}
@@ -298,7 +302,7 @@ def test_numpy_parameters_and_values_serialise_to_json():
 
 
 def test_params_and_repr():
-    detector = get_detector("page_hinkley", threshold=20.0, mode="up")
+    detector = ONLINE_DETECTORS.create("page_hinkley", threshold=20.0, mode="up")
     assert detector.get_params() == {
         "min_instances": 30,
         "delta": 0.005,
@@ -313,7 +317,7 @@ def test_params_and_repr():
 
 def test_unknown_detector_name_lists_the_available_ones():
     with pytest.raises(UnknownDetectorError) as raised:
-        get_detector("eddm")
+        ONLINE_DETECTORS.create("eddm")
     assert isinstance(raised.value, KeyError)
     assert str(raised.value) == (
         "unknown change detector 'eddm'; available: adwin, cusum, ddm, kswin, page_hinkley"
@@ -321,7 +325,7 @@ def test_unknown_detector_name_lists_the_available_ones():
 
 
 def test_state_of_a_newer_version_or_another_detector_is_refused():
-    state = json_state(get_detector("adwin"))
+    state = json_state(ONLINE_DETECTORS.create("adwin"))
     with pytest.raises(StateVersionError, match="upgrade driftline"):
         ChangeDetector.from_state({**state, "version": 2})
     with pytest.raises(IncompatibleSketchError):
@@ -338,7 +342,7 @@ def test_state_of_a_newer_version_or_another_detector_is_refused():
 
 
 def test_ddm_refuses_values_other_than_0_and_1():
-    ddm = get_detector("ddm")
+    ddm = ONLINE_DETECTORS.create("ddm")
     assert not ddm.update(True)
     assert not ddm.update(0)
     with pytest.raises(InvalidParameterError) as raised:
@@ -415,7 +419,7 @@ def test_same_detections_as_river(
     for change in (True, False):
         for seed in range(STREAMS):
             values = stream(kind, seed, change)
-            ours = detections(get_detector(name, **params), values)
+            ours = detections(ONLINE_DETECTORS.create(name, **params), values)
             theirs = river_detections(river_detector(river_drift, name, params), values)
             assert ours == theirs, f"seed {seed}, change {change}"
             runs[change].append(ours)
@@ -427,7 +431,7 @@ def test_same_detections_as_river(
 def test_ddm_warnings_match_river(river_drift: ModuleType, params: dict[str, Any]):
     for seed in range(5):
         values = stream("errors", seed, True)
-        ours = get_detector("ddm", **params)
+        ours = ONLINE_DETECTORS.create("ddm", **params)
         warnings = []
         for x in values:
             ours.update(x)
@@ -451,7 +455,7 @@ def test_kswin_same_detections_as_river_on_a_few_streams(
     start, found = CHANGE - 200, []
     for seed in range(3):
         values = stream("gaussian", seed, True)[start : CHANGE + 150]
-        ours = detections(get_detector("kswin", **params), values)
+        ours = detections(ONLINE_DETECTORS.create("kswin", **params), values)
         theirs = river_detections(river_detector(river_drift, "kswin", params), values)
         assert ours == theirs, f"seed {seed}"
         found.append(any(i >= CHANGE - start for i in ours))
@@ -464,7 +468,7 @@ def test_kswin_same_detections_as_river(river_drift: ModuleType, params: dict[st
     for change in (True, False):
         for seed in range(STREAMS):
             values = stream("gaussian", seed, change)
-            ours = detections(get_detector("kswin", **params), values)
+            ours = detections(ONLINE_DETECTORS.create("kswin", **params), values)
             theirs = river_detections(river_detector(river_drift, "kswin", params), values)
             assert ours == theirs, f"seed {seed}, change {change}"
 
@@ -527,7 +531,9 @@ def test_false_alarms_and_delay_within_bounds(name: str):
 
     def run(change: bool) -> list[list[int]]:
         return [
-            detections(get_detector(name, **bounds.params), stream(bounds.kind, seed, change))
+            detections(
+                ONLINE_DETECTORS.create(name, **bounds.params), stream(bounds.kind, seed, change)
+            )
             for seed in range(runs)
         ]
 

@@ -20,7 +20,7 @@ from hypothesis import strategies as st
 from detectors.drift import DriftSettings, compare_frames, compare_sketches
 from detectors.errors import IncompatibleSketchError, StateVersionError
 from detectors.kinds import ColumnKind
-from detectors.methods import get_method, method_names
+from detectors.methods import DRIFT_METHODS
 from detectors.pairs import UNSEEN, CategoricalPair, NumericPair
 from detectors.profile import PROFILE_FORMAT_VERSION, ReferenceProfile
 from detectors.sketch import SKETCH_FORMAT_VERSION, TOP_UNSEEN, WindowSketch
@@ -219,7 +219,7 @@ def categorical_pairs(draw) -> CategoricalPair:
 
 def check_result(name: str, pair: NumericPair | CategoricalPair) -> None:
     """The method's result on ``pair`` is well formed (see the test docstring)."""
-    result = get_method(name).compare(pair)
+    result = DRIFT_METHODS.create(name).compare(pair)
     n, m = pair.n_reference, pair.n_current
     undefined = n == 0 or m == 0 or n + m < MIN_TOTAL.get(name, 2)
     assert math.isnan(result.statistic) is undefined, result
@@ -235,7 +235,7 @@ def check_result(name: str, pair: NumericPair | CategoricalPair) -> None:
 @PROPERTY_SETTINGS
 @given(pair=numeric_pairs())
 @pytest.mark.filterwarnings("ignore::RuntimeWarning")
-@pytest.mark.parametrize("name", method_names(ColumnKind.NUMERIC))
+@pytest.mark.parametrize("name", DRIFT_METHODS.names(lambda m: m.supports(ColumnKind.NUMERIC)))
 def test_numeric_methods_never_fail(name: str, pair: NumericPair):
     """On any pair: no exception; statistic finite (NaN only without data); p, effect in [0, 1]."""
     check_result(name, pair)
@@ -243,7 +243,7 @@ def test_numeric_methods_never_fail(name: str, pair: NumericPair):
 
 @PROPERTY_SETTINGS
 @given(pair=categorical_pairs())
-@pytest.mark.parametrize("name", method_names(ColumnKind.CATEGORICAL))
+@pytest.mark.parametrize("name", DRIFT_METHODS.names(lambda m: m.supports(ColumnKind.CATEGORICAL)))
 def test_categorical_methods_never_fail(name: str, pair: CategoricalPair):
     """On any counts: no exception; statistic finite (NaN only without data); p, effect in [0,1]."""
     check_result(name, pair)
@@ -285,7 +285,7 @@ def constant_drift(method: str, reference: float, current: float, *, exact: bool
 
 
 @pytest.mark.parametrize("exact", [False, True], ids=["sketch", "exact"])
-@pytest.mark.parametrize("name", method_names(ColumnKind.NUMERIC))
+@pytest.mark.parametrize("name", DRIFT_METHODS.names(lambda m: m.supports(ColumnKind.NUMERIC)))
 def test_same_constant_on_both_sides_is_not_drift(name: str, exact: bool):
     """A constant reference and the same constant current: no method reports drift."""
     assert not constant_drift(name, 2.0, 2.0, exact=exact)

@@ -17,7 +17,7 @@ import pytest
 from scipy import stats
 from scipy.spatial.distance import jensenshannon
 
-from detectors.methods import get_method
+from detectors.methods import DRIFT_METHODS
 from detectors.methods.cramer_von_mises import ecdf_statistic
 from detectors.methods.ks import EXACT_MAX_N
 from detectors.methods.psi import PSI_FLOOR
@@ -53,7 +53,7 @@ NUMERIC_CASES = [
 
 def exact_result(name: str, reference: np.ndarray, current: np.ndarray):
     """The method's result on the exact (raw-row) pair."""
-    return get_method(name).compare(NumericPair.from_values(reference, current))
+    return DRIFT_METHODS.create(name).compare(NumericPair.from_values(reference, current))
 
 
 @pytest.mark.parametrize(("n", "m", "shift", "ties"), NUMERIC_CASES)
@@ -232,7 +232,7 @@ def categorical_sketch_pair(case: str) -> tuple[CategoricalPair, np.ndarray]:
 def test_contingency_tests_match_scipy(case: str, name: str, options: dict[str, str]):
     """Chi-square and G-test equal chi2_contingency (no Yates) on the pooled-unseen table."""
     pair, table = categorical_sketch_pair(case)
-    ours = get_method(name).compare(pair)
+    ours = DRIFT_METHODS.create(name).compare(pair)
     theirs = stats.chi2_contingency(table, correction=False, **options)
     assert ours.statistic == pytest.approx(theirs.statistic, rel=1e-9, abs=1e-12)
     assert ours.p_value == pytest.approx(theirs.pvalue, rel=1e-9, abs=1e-300)
@@ -263,7 +263,9 @@ def test_categorical_distances_match_closed_form(case: str, name: str):
     """Histogram distances on categories equal scipy's Jensen-Shannon or their closed form."""
     pair, table = categorical_sketch_pair(case)
     expected = CLOSED_FORMS[name](*proportions_of(table))
-    assert get_method(name).compare(pair).statistic == pytest.approx(expected, rel=1e-12, abs=1e-15)
+    assert DRIFT_METHODS.create(name).compare(pair).statistic == pytest.approx(
+        expected, rel=1e-12, abs=1e-15
+    )
 
 
 def decile_table(reference: np.ndarray, current: np.ndarray) -> np.ndarray:
@@ -288,7 +290,7 @@ def decile_table(reference: np.ndarray, current: np.ndarray) -> np.ndarray:
 def test_numeric_histogram_distances(name: str, n: int, m: int, shift: float, ties: bool):
     """On numeric data the distance is the closed form on reference deciles, sketch == exact."""
     reference, current = numeric_case(n, m, shift, ties)
-    method = get_method(name)
+    method = DRIFT_METHODS.create(name)
     exact = method.compare(NumericPair.from_values(reference, current)).statistic
     expected = CLOSED_FORMS[name](*proportions_of(decile_table(reference, current)))
     assert exact == pytest.approx(expected, rel=1e-12, abs=1e-15)

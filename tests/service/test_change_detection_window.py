@@ -18,7 +18,7 @@ import numpy as np
 import orjson
 import pytest
 
-from detectors.online import get_detector
+from detectors.online import ONLINE_DETECTORS
 from tests.servers import unique_name
 from tests.service.harness import (
     Names,
@@ -43,7 +43,7 @@ PAGE_HINKLEY = {"threshold": 5.0}
 
 def direct(name: str, values: list[float], times: list[float]) -> dict:
     """Run one detector over ``values`` as the module documents: indices and event times."""
-    detector = get_detector(name, **(PAGE_HINKLEY if name == "page_hinkley" else {}))
+    detector = ONLINE_DETECTORS.create(name, **(PAGE_HINKLEY if name == "page_hinkley" else {}))
     changes = [
         {"index": i, "event_time": t}
         for i, (x, t) in enumerate(zip(values, times, strict=True))

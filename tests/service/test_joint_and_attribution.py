@@ -25,7 +25,7 @@ from detectors.attribution import (
     comparable_statistics,
     drift_impact_ranking,
 )
-from detectors.multivariate import get_multivariate_method
+from detectors.multivariate import MULTIVARIATE_METHODS
 from detectors.sample import RowSample
 from monitor.attribution import sample_frame
 from monitor.config import ServiceConfig
@@ -150,7 +150,7 @@ def test_a_correlation_that_breaks_is_found_by_every_method_and_no_marginal_test
         # The same methods on the same samples, run directly.
         current = window_sample(frames[index], 1 + index * ROWS, 700, specs)
         expected = [
-            get_multivariate_method(name, alpha=0.01, seed=3)
+            MULTIVARIATE_METHODS.create(name, alpha=0.01, seed=3)
             .compare(stored.profile.sample, current)
             .to_dict()
             for name in methods
