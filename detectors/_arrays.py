@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import numpy as np
 import numpy.typing as npt
 import pandas as pd
+
+from detectors.labels import canonical_label
 
 FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.int64]
@@ -35,29 +35,8 @@ def numeric_values(series: pd.Series) -> tuple[FloatArray, int, int, int]:
     return finite, missing, infinite, invalid
 
 
-def canonical_label(value: Any) -> str:
-    """Return the string a categorical value is counted under.
-
-    Integral numbers print without a decimal point (``1`` and ``1.0`` are the
-    same level, as they are when one file has missing values and the other
-    not), booleans as ``true``/``false``, everything else as ``str(value)``.
-
-    >>> [canonical_label(v) for v in (True, 3, 3.0, 2.5, "EU")]
-    ['true', '3', '3', '2.5', 'EU']
-    """
-    if isinstance(value, bool | np.bool_):
-        return "true" if value else "false"
-    if isinstance(value, int | np.integer):
-        return str(int(value))
-    if isinstance(value, float | np.floating):
-        if np.isfinite(value) and float(value).is_integer():
-            return str(int(value))
-        return repr(float(value))
-    return str(value)
-
-
 def label_counts(series: pd.Series) -> tuple[dict[str, int], int]:
-    """Count the non-missing values of a column by canonical label.
+    """Count the non-missing values of a column by :func:`~detectors.labels.canonical_label`.
 
     Returns ``(counts, missing)``. Hashing happens once per row (pandas'
     ``factorize``, about twice as fast as ``value_counts`` on object columns);

@@ -91,8 +91,7 @@ import pandas as pd
 
 from detectors._arrays import FloatArray, IntArray
 from detectors.decisions import Correction, corrected_thresholds
-from detectors.errors import InvalidParameterError
-from detectors.sketch import check_version
+from detectors.errors import InvalidParameterError, check_version
 
 if TYPE_CHECKING:
     from detectors.drift import DriftReport

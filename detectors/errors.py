@@ -4,16 +4,18 @@ Each subclasses the built-in it refines, so callers that only know
 ``ValueError`` or ``TypeError`` still catch them, and each builds its message
 from its arguments so the text is consistent wherever it is raised.
 
-:func:`check_int` and :func:`check_real` validate the integer and real-number
-parameters of every detector package, raising :class:`InvalidParameterError`
-with one wording for each kind of bound.
+:func:`check_version` checks the format and version of serialised state
+before it is read. :func:`check_int` and :func:`check_real` validate the
+integer and real-number parameters of every detector package, raising
+:class:`InvalidParameterError` with one wording for each kind of bound.
 """
 
 from __future__ import annotations
 
 import math
 import numbers
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
+from typing import Any
 
 
 class InvalidParameterError(ValueError):
@@ -86,6 +88,21 @@ class StateVersionError(ValueError):
             f"cannot load {what} format version {found!r}: this driftline reads versions "
             f"up to {supported}; upgrade driftline to read it"
         )
+
+
+def check_version(data: Mapping[str, Any], expected_format: str, supported: int) -> None:
+    """Raise unless ``data`` is serialised ``expected_format`` at a version this code reads.
+
+    :class:`IncompatibleSketchError` for another format, :class:`StateVersionError`
+    for a version newer than ``supported`` (or not a version).
+    """
+    if data.get("format") != expected_format:
+        raise IncompatibleSketchError(
+            f"expected serialised {expected_format}, got format {data.get('format')!r}"
+        )
+    version = data.get("version")
+    if not isinstance(version, int) or not 1 <= version <= supported:
+        raise StateVersionError(expected_format, version, supported)
 
 
 # ---- parameter validation shared by the detectors -----------------------------------------

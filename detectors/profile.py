@@ -21,7 +21,7 @@ import numpy as np
 import pandas as pd
 
 from detectors._arrays import FloatArray, label_counts, numeric_values
-from detectors.errors import InvalidParameterError
+from detectors.errors import InvalidParameterError, check_version
 from detectors.kinds import DEFAULT_MAX_INTEGER_LEVELS, ColumnKind, infer_kinds
 from detectors.sample import (
     DEFAULT_REFERENCE_SAMPLE_SIZE,
@@ -37,7 +37,6 @@ from detectors.sketch import (
     NumericSketch,
     NumericSpec,
     WindowSketch,
-    check_version,
     spec_from_dict,
 )
 

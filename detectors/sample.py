@@ -55,17 +55,19 @@ from __future__ import annotations
 import base64
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, ClassVar, TypeAlias
+from typing import Any, ClassVar, Protocol, TypeAlias
 
 import numpy as np
 import numpy.typing as npt
 import pandas as pd
 
 from detectors._arrays import FloatArray
-from detectors.errors import IncompatibleSketchError, InvalidParameterError, check_int
-
-if TYPE_CHECKING:
-    from detectors.sketch import FeatureSpec
+from detectors.errors import (
+    IncompatibleSketchError,
+    InvalidParameterError,
+    check_int,
+    check_version,
+)
 
 UInt64Array: TypeAlias = npt.NDArray[np.uint64]
 #: Anything :func:`hash_ids` accepts: one id per row.
@@ -86,6 +88,25 @@ _HASH_KEY = "driftline-rows-1"  # pandas' SipHash key for text ids: exactly 16 b
 _SEED = np.uint64(0x9E3779B97F4A7C15)
 _M1 = np.uint64(0xBF58476D1CE4E5B9)
 _M2 = np.uint64(0x94D049BB133111EB)
+
+
+class ColumnEncoder(Protocol):
+    """What a sample needs of a profiled feature: how its column becomes one float per row.
+
+    The feature specs of :mod:`detectors.sketch` (``NumericSpec``,
+    ``CategoricalSpec``) implement it. It is declared here, by its user, so
+    that this module does not import :mod:`detectors.sketch`, which imports
+    this one for a window's sample (checked by import-linter).
+    """
+
+    @property
+    def levels(self) -> int | None:
+        """Number of reference categories (codes ``0..levels-1``); None for a numeric feature."""
+        ...
+
+    def encode(self, series: pd.Series) -> FloatArray:
+        """Return one float per row of ``series``: its entry in a sampled row."""
+        ...
 
 
 def _mix(h: UInt64Array) -> UInt64Array:
@@ -146,7 +167,7 @@ def hash_rows(values: npt.ArrayLike, start: UInt64Array | None = None) -> UInt64
     return h
 
 
-def row_keys(frame: pd.DataFrame, specs: Mapping[str, FeatureSpec]) -> UInt64Array:
+def row_keys(frame: pd.DataFrame, specs: Mapping[str, ColumnEncoder]) -> UInt64Array:
     """Return the default key of every row of ``frame``: its index label and encoded values hashed.
 
     Equal to ``hash_rows(encode_frame(frame, specs), hash_ids(frame.index))``,
@@ -158,7 +179,7 @@ def row_keys(frame: pd.DataFrame, specs: Mapping[str, FeatureSpec]) -> UInt64Arr
     return h
 
 
-def encode_frame(frame: pd.DataFrame, specs: Mapping[str, FeatureSpec]) -> FloatArray:
+def encode_frame(frame: pd.DataFrame, specs: Mapping[str, ColumnEncoder]) -> FloatArray:
     """Return the rows of ``frame`` as a sample stores them: one column per spec, in order."""
     columns = [spec.encode(_column(frame, name)) for name, spec in specs.items()]
     if not columns:
@@ -309,7 +330,7 @@ class RowSample:
     def from_frame(
         cls,
         frame: pd.DataFrame,
-        specs: Mapping[str, FeatureSpec],
+        specs: Mapping[str, ColumnEncoder],
         *,
         size: int = DEFAULT_SAMPLE_SIZE,
         keys: Ids | None = None,
@@ -399,8 +420,6 @@ class RowSample:
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> RowSample:
         """Rebuild a sample from :meth:`to_dict` output; newer format versions are refused."""
-        from detectors.sketch import check_version  # sketch imports this module
-
         check_version(data, cls.format, SAMPLE_FORMAT_VERSION)
         columns = tuple(str(c) for c in data["columns"])
         keys = np.frombuffer(_decode(data["keys"]), dtype="<u8").astype(np.uint64)

@@ -38,12 +38,12 @@ import pandas as pd
 from detectors._arrays import (
     FloatArray,
     IntArray,
-    canonical_label,
     label_counts,
     numeric_values,
 )
-from detectors.errors import IncompatibleSketchError, StateVersionError
+from detectors.errors import IncompatibleSketchError, check_version
 from detectors.kinds import ColumnKind
+from detectors.labels import canonical_label
 from detectors.sample import RowSample
 
 #: How many of the most frequent categories outside the reference a sketch keeps by name.
@@ -532,14 +532,3 @@ class WindowSketch:
                     f"the row sample has features the profile does not know: {', '.join(unknown)}"
                 )
         return cls(rows=int(data["rows"]), features=features, sample=sample)
-
-
-def check_version(data: Mapping[str, Any], expected_format: str, supported: int) -> None:
-    """Raise unless ``data`` is ``expected_format`` at a version this code reads."""
-    if data.get("format") != expected_format:
-        raise IncompatibleSketchError(
-            f"expected serialised {expected_format}, got format {data.get('format')!r}"
-        )
-    version = data.get("version")
-    if not isinstance(version, int) or not 1 <= version <= supported:
-        raise StateVersionError(expected_format, version, supported)

@@ -33,8 +33,8 @@ from typing import Any, Literal
 import numpy as np
 import pandas as pd
 
-from detectors._arrays import canonical_label
 from detectors.errors import InvalidParameterError
+from detectors.labels import canonical_label
 from detectors.performance import CBPE
 from detectors.quality import ClassificationSketch, RegressionSketch
 from monitor.drift_config import QualitySection

@@ -63,9 +63,10 @@ Quality
 Joint and attribution drift
     ``multivariate`` (:class:`MultivariateWindowSection`) and ``attribution``
     (:class:`AttributionWindowSection`) are off unless present, as is
-    ``change_detection`` (:class:`monitor.change_detection.ChangeDetectionSection`:
-    online change detectors over each window's scores and errors, which
-    needs ``labels.enabled``). Both change
+    ``change_detection``
+    (:class:`monitor.change_detection_config.ChangeDetectionSection`: online
+    change detectors over each window's scores and errors, which needs
+    ``labels.enabled``). Both change
     what the reference stores (a row sample, a SHAP summary), so turning them
     on for a model whose profile is already stored needs a new reference
     (``driftline reference build``); until then its windows report an error
@@ -102,10 +103,10 @@ from pydantic import (
     model_validator,
 )
 
-from detectors._arrays import canonical_label
 from detectors.kinds import ColumnKind
+from detectors.labels import canonical_label
 from detectors.quality import DataQualityThresholds
-from monitor.change_detection import ChangeDetectionSection
+from monitor.change_detection_config import ChangeDetectionSection
 from monitor.drift_config import (
     AttributionSection,
     ColumnsSection,

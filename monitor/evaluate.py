@@ -69,12 +69,8 @@ from detectors.profile import ReferenceProfile
 from detectors.quality import data_quality
 from detectors.sketch import WindowSketch
 from monitor.attribution import WindowExplainer, attribution_details
-from monitor.change_detection import (
-    ChangeDetectionSection,
-    change_points,
-    error_points,
-    score_points,
-)
+from monitor.change_detection import change_points, error_points, score_points
+from monitor.change_detection_config import ChangeDetectionSection
 from monitor.config import MultivariateWindowSection, ServiceConfig
 from monitor.metrics import FeatureObservation, Metrics
 from monitor.quality import (

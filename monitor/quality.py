@@ -10,7 +10,8 @@ summary's ``details`` and sets the ``driftline_model_quality`` and
 
 Labels
     The store keeps labels and predicted labels as ``str(value)``; they are
-    compared as :func:`detectors._arrays.canonical_label` writes them, so
+    compared as :func:`monitor.labels.stored_label` writes them (as
+    :func:`detectors.labels.canonical_label` writes the values), so
     ``"True"`` (a boolean) is ``"true"`` and ``"1.0"`` (an integral float
     label) is ``"1"``: a label record's ``1.0`` matches a predicted ``1``.
 
@@ -53,17 +54,16 @@ are left out of the metrics dict, so no gauge shows them.
 from __future__ import annotations
 
 import math
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
-from detectors._arrays import canonical_label
 from detectors.performance import CBPE, CBPESketch
 from detectors.quality import BinaryScoreSketch, ClassificationSketch, RegressionSketch
 from monitor.config import PredictionSection
+from monitor.labels import label_number, stored_label
 from monitor.store.rows import JoinedPrediction
 
 __all__ = [
@@ -71,10 +71,8 @@ __all__ = [
     "QualityResult",
     "estimated_metrics",
     "estimated_performance",
-    "label_number",
     "model_quality",
     "sketch_estimate",
-    "stored_label",
 ]
 
 #: The estimated metrics exported as ``driftline_model_quality_estimated{metric}``.
@@ -85,8 +83,6 @@ _DEFAULT_POSITIVES = {
     frozenset({"-1", "1"}): "1",
     frozenset({"false", "true"}): "true",
 }
-# str() of an integral float: the store's text of a label record's 1.0.
-_INTEGRAL_FLOAT = re.compile(r"-?\d+\.0")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -100,19 +96,6 @@ class QualityResult:
 
     metrics: dict[str, float] = field(default_factory=dict)
     report: dict[str, Any] = field(default_factory=dict)
-
-
-def stored_label(text: str) -> str:
-    """Return the canonical label of a label as the store keeps it (``str(value)``).
-
-    >>> [stored_label(t) for t in ("True", "1.0", "1", "approve", "2.5")]
-    ['true', '1', '1', 'approve', '2.5']
-    """
-    if text in ("True", "False"):
-        return text.lower()
-    if _INTEGRAL_FLOAT.fullmatch(text):
-        return canonical_label(float(text))
-    return text
 
 
 def model_quality(
@@ -247,21 +230,6 @@ def _default_positive(labels: set[str]) -> str | None:
         if present and present <= allowed:
             return positive
     return None
-
-
-def label_number(text: str | None) -> float | None:
-    """Return a stored label (text) as a finite number, or None when it is not one.
-
-    >>> [label_number(t) for t in ("2.5", "nan", "approve", None)]
-    [2.5, None, None, None]
-    """
-    if text is None:
-        return None
-    try:
-        value = float(text)
-    except ValueError:
-        return None
-    return value if math.isfinite(value) else None
 
 
 def _finite(values: dict[str, Any]) -> dict[str, float]:

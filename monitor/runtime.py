@@ -37,10 +37,11 @@ import numpy.typing as npt
 import orjson
 import pandas as pd
 
-from detectors._arrays import FloatArray, canonical_label
+from detectors._arrays import FloatArray
 from detectors.attribution import AttributionSummary
 from detectors.drift import DriftSettings
 from detectors.kinds import ColumnKind
+from detectors.labels import canonical_label
 from detectors.performance import CBPE, CBPESketch
 from detectors.profile import ReferenceProfile
 from detectors.quality import DataQualityThresholds

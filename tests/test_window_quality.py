@@ -19,7 +19,8 @@ from sklearn import metrics as skm
 from detectors.performance import CBPE
 from detectors.profile import ReferenceProfile
 from monitor.config import ModelConfig, PredictionSection
-from monitor.quality import estimated_metrics, estimated_performance, model_quality, stored_label
+from monitor.labels import stored_label
+from monitor.quality import estimated_metrics, estimated_performance, model_quality
 from monitor.runtime import ESTIMATOR_KEY, ModelRuntime, StoredReference, build_reference
 from monitor.store.rows import JoinedPrediction
 

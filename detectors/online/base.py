@@ -40,11 +40,10 @@ from typing import Any, ClassVar, Self
 
 import numpy as np
 
-from detectors.errors import InvalidParameterError, UnknownDetectorError
+from detectors.errors import InvalidParameterError, UnknownDetectorError, check_version
 from detectors.errors import check_int as check_int  # re-exported for the detectors
 from detectors.errors import check_real as check_real  # re-exported for the detectors
 from detectors.registry import Registry
-from detectors.sketch import check_version
 
 #: ``format`` field of serialised detector state.
 STATE_FORMAT = "driftline.change_detector"

@@ -109,7 +109,7 @@ from typing import Any, ClassVar, Literal
 import numpy as np
 
 from detectors._arrays import FloatArray, IntArray
-from detectors.errors import IncompatibleSketchError, InvalidParameterError
+from detectors.errors import IncompatibleSketchError, InvalidParameterError, check_version
 from detectors.performance.calibration import (
     CalibrationCheck,
     IsotonicCalibrator,
@@ -122,7 +122,6 @@ from detectors.quality.classification import (
     _positive_label,
     score_bin,
 )
-from detectors.sketch import check_version
 
 CBPE_FORMAT_VERSION = 1
 CBPE_SKETCH_FORMAT_VERSION = 1

@@ -8,14 +8,15 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from detectors._arrays import FloatArray, IntArray, canonical_label
+from detectors._arrays import FloatArray, IntArray
 from detectors.errors import InvalidParameterError
+from detectors.labels import canonical_label
 
 
 def label_codes(values: Any, name: str) -> tuple[IntArray, list[str]]:
     """Return ``(codes, labels)``: each row's index into ``labels``, the distinct canonical labels.
 
-    Labels are :func:`detectors._arrays.canonical_label` strings (``1``, ``1.0`` and
+    Labels are :func:`detectors.labels.canonical_label` strings (``1``, ``1.0`` and
     ``"1"`` are one label, ``True`` is ``"true"``), as in the categorical sketches.
     Missing labels (None, NaN) are refused: rows without a label carry no quality
     information, and the caller drops them before sketching.

@@ -4,7 +4,7 @@ A :class:`ClassificationSketch` keeps, for one window of rows whose true
 labels are known:
 
 * the confusion counts ``C[t, p]`` (rows with true label ``t`` predicted ``p``),
-  labels compared as strings (:func:`detectors._arrays.canonical_label`, so
+  labels compared as strings (:func:`detectors.labels.canonical_label`, so
   ``1``, ``1.0`` and ``"1"`` are one label);
 * for binary problems with a score (the predicted probability of the positive
   label), a :class:`BinaryScoreSketch`: histograms of the score of positives
@@ -109,10 +109,10 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from detectors._arrays import FloatArray, IntArray, canonical_label
-from detectors.errors import IncompatibleSketchError, InvalidParameterError
+from detectors._arrays import FloatArray, IntArray
+from detectors.errors import IncompatibleSketchError, InvalidParameterError, check_version
+from detectors.labels import canonical_label
 from detectors.quality._labels import finite_floats, label_codes, same_length
-from detectors.sketch import check_version
 
 CLASSIFICATION_FORMAT_VERSION = 1
 #: Default number of equal-width score bins of the ROC AUC and average-precision histograms.

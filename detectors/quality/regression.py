@@ -46,8 +46,8 @@ from typing import Any, ClassVar
 
 import numpy as np
 
+from detectors.errors import check_version
 from detectors.quality._labels import finite_floats, same_length
-from detectors.sketch import check_version
 
 REGRESSION_FORMAT_VERSION = 1
 _EPS = float(np.finfo(np.float64).eps)

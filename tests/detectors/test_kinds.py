@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from detectors._arrays import canonical_label, label_counts
+from detectors._arrays import label_counts
 from detectors.errors import ColumnTypeError, InvalidParameterError
 from detectors.kinds import (
     DEFAULT_MAX_INTEGER_LEVELS,
@@ -18,6 +18,7 @@ from detectors.kinds import (
     infer_kind,
     infer_kinds,
 )
+from detectors.labels import canonical_label
 from detectors.profile import ReferenceProfile
 
 NUMERIC, CATEGORICAL = ColumnKind.NUMERIC, ColumnKind.CATEGORICAL
