@@ -23,7 +23,12 @@ from monitor.evaluate import Evaluator
 from monitor.ingest import Ingestor
 from monitor.kafka_security import KafkaLogin
 from monitor.metrics import Metrics
-from monitor.runtime import ModelRuntime, StoredReference, build_reference
+from monitor.runtime import (
+    ModelRuntime,
+    StoredReference,
+    build_reference,
+    check_reference_columns,
+)
 from monitor.store import Store
 from monitor.tables import read_table
 
@@ -94,8 +99,12 @@ def _profile_from_file(model: ModelConfig, store: Store) -> tuple[int, bytes]:
             f"config or run `driftline reference build --model {model.name} --file TRAIN`"
         )
     try:
-        reference = build_reference(model, read_table(model.reference, "reference"))
-    except ValueError as error:  # InputError, or an estimator that cannot be fitted
+        frame = read_table(model.reference, "reference")
+        # The same column check as `driftline reference build`: a misnamed prediction
+        # column would otherwise be profiled as a feature without a word.
+        check_reference_columns(model, [str(c) for c in frame.columns])
+        reference = build_reference(model, frame)
+    except ValueError as error:  # InputError, refused columns, an estimator that cannot be fitted
         raise ServiceError(str(error)) from error
     payload = reference.to_bytes()
     return store.save_profile(model.name, payload), payload

@@ -380,3 +380,29 @@ def test_check_accepts_ignored_lookalikes() -> None:
     plan = check_reference_columns(config, ["a", "prediction", "score", "label"])
     assert plan.features == ("a",)
     assert dict(plan.left_out) == {"score": "columns.ignore", "label": "columns.ignore"}
+
+
+def test_a_reference_file_in_the_config_is_checked_when_the_service_starts(
+    tmp_path: Path, database: str, store: Store
+) -> None:
+    """``models[].reference``, profiled at start-up, gets the same refusal as the CLI."""
+    from monitor.service import ServiceError, load_runtimes
+
+    misnamed = tmp_path / "train.parquet"
+    training(score=scores()).to_parquet(misnamed)
+    path = tmp_path / "service.yaml"
+    path.write_text(
+        yaml.safe_dump(
+            {
+                "database": {"url": database},
+                "models": [{"name": "credit", "reference": str(misnamed)}],
+            }
+        )
+    )
+    with pytest.raises(ServiceError, match="did you mean 'score'"):
+        load_runtimes(ServiceConfig.load(path), store)
+    assert store.latest_profile("credit") is None  # nothing stored
+
+    training(prediction=scores()).to_parquet(misnamed)
+    runtimes = load_runtimes(ServiceConfig.load(path), store)
+    assert runtimes["credit"].profile_version == 1
