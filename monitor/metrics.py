@@ -184,7 +184,8 @@ METRICS: tuple[MetricDeclaration, ...] = (
 
 
 #: Metrics beyond the DESIGN.md table (same naming rules): joint and attribution drift of the
-#: latest evaluated window, set only for models that configure those detectors.
+#: latest evaluated window, set only for models that configure those detectors, and the
+#: dead letters that could not be written (panel "Dead letters given up by reason").
 EXTENSION_METRICS: tuple[MetricDeclaration, ...] = (
     _declare(
         "multivariate_drift_score",
@@ -210,10 +211,6 @@ EXTENSION_METRICS: tuple[MetricDeclaration, ...] = (
         ("model", "feature"),
         "1 when a feature's attribution drifted in the latest evaluated window, else 0.",
     ),
-)
-
-#: Metrics about the service itself rather than about models (not dashboard series).
-OPERATIONAL_METRICS: tuple[MetricDeclaration, ...] = (
     _declare(
         "dead_letter_failures_total",
         "counter",
@@ -222,6 +219,9 @@ OPERATIONAL_METRICS: tuple[MetricDeclaration, ...] = (
         "(too_large, not_authorized, invalid_topic, retries_exhausted, rejected).",
     ),
 )
+
+#: Metrics about the service itself that no dashboard shows (none at present).
+OPERATIONAL_METRICS: tuple[MetricDeclaration, ...] = ()
 
 
 class FeatureObservation(NamedTuple):

@@ -63,6 +63,7 @@ CONTRACT: dict[str, frozenset[str]] = {m.name: frozenset(m.labels) for m in METR
 #: The same for the metrics beyond the DESIGN.md table (joint and attribution drift), which
 #: exist only for models configuring those sections, also from the code that declares them.
 EXTENSIONS: dict[str, frozenset[str]] = {m.name: frozenset(m.labels) for m in EXTENSION_METRICS}
+DEAD_LETTER_FAILURES = "driftline_dead_letter_failures_total"
 
 #: Every metric a dashboard may query: the contract and the extensions.
 DECLARED: dict[str, frozenset[str]] = {**CONTRACT, **EXTENSIONS}
@@ -658,10 +659,11 @@ def test_contract_is_imported() -> None:
 
 def test_extensions_are_imported() -> None:
     """The extension metrics come from monitor.metrics, apart from the contract's names."""
-    assert len(EXTENSIONS) == 4
+    assert len(EXTENSIONS) == 5
     assert not EXTENSIONS.keys() & CONTRACT.keys()
     assert EXTENSIONS["driftline_multivariate_drift_score"] == {"model", "method"}
     assert EXTENSIONS["driftline_attribution_drift_detected"] == {"model", "feature"}
+    assert EXTENSIONS[DEAD_LETTER_FAILURES] == {"reason"}
 
 
 def panel_metrics() -> dict[str, set[str]]:
@@ -685,7 +687,8 @@ def test_every_declared_metric_has_a_panel(metric: str) -> None:
 
 
 def test_extension_metrics_are_in_their_row() -> None:
-    """The four extension metrics are shown in the overview's joint and attribution row."""
+    """The four joint and attribution metrics are shown in the overview's row of that name
+    (the dead-letter failures, a fifth extension, belong to the ingest row)."""
     dashboard = load(DASHBOARD_DIR / "driftline-overview.json")
     panels = dashboard["panels"]
     (row_index,) = [
@@ -704,7 +707,7 @@ def test_extension_metrics_are_in_their_row() -> None:
         for target in panel["targets"]
         for selector in parse(target["expr"]).selectors
     }
-    assert metrics == EXTENSIONS.keys(), metrics
+    assert metrics == EXTENSIONS.keys() - {DEAD_LETTER_FAILURES}, metrics
     for panel in row:
         assert "Empty unless the model configures" in panel["description"], panel["title"]
 
@@ -777,6 +780,7 @@ def populate(metrics: Metrics) -> None:
     """Give every declared metric series for :data:`MODEL` (and some for :data:`OTHER_MODEL`)."""
     metrics.records_total.labels(model=MODEL).inc(100)
     metrics.records_invalid_total.labels(model=MODEL, reason="malformed_json").inc(3)
+    metrics.dead_letter_failures_total.labels(reason="too_large").inc()
     metrics.records_late_total.labels(model=MODEL).inc(2)
     metrics.observe_window(
         MODEL,
