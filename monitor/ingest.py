@@ -506,11 +506,12 @@ class Ingestor:
         """The unchanged progress rows of those ``partitions`` this consumer has caught up on.
 
         ``ends`` are the end offsets the broker reported for this checkpoint
-        (:meth:`_positions_and_lag`; None: it could not be asked, and then no
-        partition counts as caught up). Caught up means two things. The position
-        has reached that end offset. And a fetch response for the partition has
-        come since this consumer was assigned it, and the position has reached
-        that response's highwater mark: before its first fetch, a partition
+        (:meth:`_positions_and_lag`, which also moved every next offset up to the
+        consumer's position; None: the broker could not be asked, and then no
+        partition counts as caught up). Caught up means two things. The next
+        offset has reached that end offset. And a fetch response for the
+        partition has come since this consumer was assigned it, and the next
+        offset has reached that response's highwater mark: before its first fetch, a partition
         taken over from a dead member has not been read at all. Under
         ``read_committed`` the highwater mark runs ahead of the end offset while
         a transaction is open, so a partition with an open transaction never
@@ -528,17 +529,16 @@ class Ingestor:
             self._attached = dict.fromkeys(self.states, self.clock())
         rows = []
         for tp in partitions:
-            state = self.states[tp]
-            position = self._position(tp)
-            row = state.progress_row()
+            # The next offset already includes the consumer's position: _positions_and_lag
+            # moved it there for this checkpoint.
+            row = self.states[tp].progress_row()
             end = ends.get(tp)
             highwater = self._highwater(tp)
-            reached = max(position or 0, row.next_offset) if row is not None else -1
             if (
                 row is not None
                 and end is not None
                 and highwater is not None
-                and reached >= max(end, highwater)
+                and row.next_offset >= max(end, highwater)
             ):
                 attached = self._attached.get(tp, -math.inf)
                 if row.last_record_at is None or row.last_record_at < attached:
