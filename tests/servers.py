@@ -30,7 +30,7 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import NoReturn
+from typing import Any, NoReturn
 
 import pytest
 
@@ -125,6 +125,34 @@ def wait_for_port(
         if time.monotonic() > deadline:
             raise TimeoutError(f"nothing answered on {host}:{port} within {timeout} s")
         time.sleep(_POLL_SECONDS)
+
+
+# --- reading a topic --------------------------------------------------------------------------
+
+
+def read_topic(bootstrap: str, topic: str, want: int, timeout: float = 30.0) -> list[Any]:
+    """Every record of ``topic`` from the beginning, without a group.
+
+    Polls until ``want`` records have come (or ``timeout`` seconds), then once
+    more, so that records beyond those expected show up too.
+    """
+    from kafka import KafkaConsumer, TopicPartition
+
+    consumer = KafkaConsumer(bootstrap_servers=bootstrap)
+    try:
+        partitions = consumer.partitions_for_topic(topic) or set()
+        consumer.assign([TopicPartition(topic, p) for p in sorted(partitions)])
+        consumer.seek_to_beginning()
+        records: list[Any] = []
+        deadline = time.monotonic() + timeout
+        while len(records) < want and time.monotonic() < deadline:
+            for batch in consumer.poll(timeout_ms=200).values():
+                records.extend(batch)
+        for batch in consumer.poll(timeout_ms=300).values():  # nothing beyond what is expected
+            records.extend(batch)
+        return records
+    finally:
+        consumer.close()
 
 
 # --- suspending a server process --------------------------------------------------------

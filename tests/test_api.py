@@ -678,27 +678,6 @@ def test_create_app_validates_its_limits(store: Store, registry: CollectorRegist
 # --- real broker and real HTTP ---------------------------------------------------------------
 
 
-def read_topic(bootstrap: str, topic: str, want: int, timeout: float = 10.0) -> list[Any]:
-    """Every record of ``topic`` from the beginning; waits for ``want``, then a little longer."""
-    from kafka import KafkaConsumer, TopicPartition
-
-    consumer = KafkaConsumer(bootstrap_servers=bootstrap)
-    try:
-        partitions = consumer.partitions_for_topic(topic) or set()
-        consumer.assign([TopicPartition(topic, p) for p in sorted(partitions)])
-        consumer.seek_to_beginning()
-        records: list[Any] = []
-        deadline = time.monotonic() + timeout
-        while len(records) < want and time.monotonic() < deadline:
-            for batch in consumer.poll(timeout_ms=200).values():
-                records.extend(batch)
-        for batch in consumer.poll(timeout_ms=300).values():  # nothing beyond what is expected
-            records.extend(batch)
-        return records
-    finally:
-        consumer.close()
-
-
 @pytest.mark.integration
 def test_records_reach_the_real_broker(
     kafka_broker: servers.Broker, store: Store, registry: CollectorRegistry
@@ -724,11 +703,11 @@ def test_records_reach_the_real_broker(
         response = client.post("/api/records", params={"kind": "label"}, json=labels)
         assert response.status_code == 207
 
-    produced = read_topic(kafka_broker.bootstrap, topics["predictions"], 5)
+    produced = servers.read_topic(kafka_broker.bootstrap, topics["predictions"], 5, timeout=10)
     assert sorted((m.key, orjson.loads(m.value)) for m in produced) == sorted(
         (p["request_id"].encode(), p) for p in predictions
     )
-    [label] = read_topic(kafka_broker.bootstrap, topics["labels"], 1)
+    [label] = servers.read_topic(kafka_broker.bootstrap, topics["labels"], 1, timeout=10)
     assert (label.key, orjson.loads(label.value)) == (b"req-0", labels[0])
     assert invalid_count(registry, "unknown", "unknown_model") == 1
     assert invalid_count(registry, "credit", "missing_field") == 1  # the prediction

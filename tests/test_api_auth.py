@@ -511,7 +511,7 @@ def test_the_app_state_holds_no_token(
 def test_records_with_the_token_reach_the_real_broker(
     kafka_broker: Any, store: Store, registry: CollectorRegistry, token: str
 ) -> None:
-    from tests.test_api import read_topic, record
+    from tests.test_api import record
 
     topic = servers.unique_name("preds")
     config = ServiceConfig.model_validate(
@@ -535,5 +535,5 @@ def test_records_with_the_token_reach_the_real_broker(
             assert response.json() == {"accepted": 1, "rejected": []}
     finally:
         server.stop()
-    [produced] = read_topic(kafka_broker.bootstrap, topic, 1)
+    [produced] = servers.read_topic(kafka_broker.bootstrap, topic, 1, timeout=10)
     assert orjson.loads(produced.value) == record()

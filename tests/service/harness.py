@@ -236,10 +236,16 @@ class PacedProducer:
 
 @dataclass(eq=False)
 class Monitor:
-    """One ``driftline run`` subprocess; its output goes to ``log_path``."""
+    """One ``driftline run`` subprocess; its output goes to ``log_path``.
+
+    ``env`` is added to this process's environment (credentials, say) and
+    ``args`` to the command line (``--log-level DEBUG``, say).
+    """
 
     config_path: Path
     log_path: Path
+    env: dict[str, str] = field(default_factory=dict)
+    args: tuple[str, ...] = ()
     process: subprocess.Popen[bytes] | None = None
     starts: int = 0
 
@@ -250,12 +256,20 @@ class Monitor:
             log.write(f"--- start {self.starts} ---\n".encode())
             log.flush()
             self.process = subprocess.Popen(
-                [sys.executable, "-m", "monitor.cli", "run", "--config", str(self.config_path)],
+                [
+                    sys.executable,
+                    "-m",
+                    "monitor.cli",
+                    "run",
+                    "--config",
+                    str(self.config_path),
+                    *self.args,
+                ],
                 cwd=REPO,
                 stdin=subprocess.DEVNULL,
                 stdout=log,
                 stderr=log,
-                env={**os.environ, "PYTHONUNBUFFERED": "1"},
+                env={**os.environ, "PYTHONUNBUFFERED": "1", **self.env},
             )
         return self
 
@@ -301,8 +315,15 @@ class MonitorPool:
     directory: Path
     monitors: list[Monitor] = field(default_factory=list)
 
-    def new(self, config_path: Path, name: str) -> Monitor:
-        monitor = Monitor(config_path, self.directory / f"{name}.log")
+    def new(
+        self,
+        config_path: Path,
+        name: str,
+        *,
+        env: dict[str, str] | None = None,
+        args: tuple[str, ...] = (),
+    ) -> Monitor:
+        monitor = Monitor(config_path, self.directory / f"{name}.log", dict(env or {}), args)
         self.monitors.append(monitor)
         return monitor
 

@@ -20,30 +20,26 @@ appears in the process's output, whatever happens.
 from __future__ import annotations
 
 import json
-import os
 import secrets
-import signal
-import subprocess
-import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import orjson
 import pytest
 import yaml
-from kafka import KafkaAdminClient, KafkaConsumer
+from kafka import KafkaAdminClient
 from kafka.admin import UserScramCredentialDeletion, UserScramCredentialUpsertion
 
 from monitor.config import ServiceConfig
 from tests import apache_kafka
-from tests.servers import free_port, unique_name
+from tests.servers import free_port, read_topic, unique_name
 from tests.service.harness import (
-    REPO,
+    Monitor,
+    MonitorPool,
     Names,
     create_topics,
     opened,
@@ -75,18 +71,21 @@ def broker(kafka_broker: Any) -> apache_kafka.KafkaServer:
 
 @dataclass(eq=False)
 class Driftline:
-    """One ``driftline run`` subprocess; stdout and stderr go to ``log_path``."""
+    """One ``driftline run`` subprocess (a harness :class:`Monitor`), its HTTP API on ``port``."""
 
-    process: subprocess.Popen[bytes]
-    log_path: Path
+    monitor: Monitor
     port: int
 
     @property
     def alive(self) -> bool:
-        return self.process.poll() is None
+        return self.monitor.alive
 
     def log(self) -> str:
-        return self.log_path.read_text(errors="replace")
+        return self.monitor.log()
+
+    def stop(self) -> int | None:
+        """SIGTERM and wait; SIGKILL after a grace period. Returns the exit status."""
+        return self.monitor.stop(grace=15.0)
 
     def get(self, path: str) -> tuple[int, dict[str, Any]]:
         """``(status, JSON body)`` of ``GET path``."""
@@ -106,57 +105,27 @@ class Driftline:
         except urllib.error.HTTPError as error:
             return error.code, json.loads(error.read())
 
-    def stop(self, grace: float = 15.0) -> int:
-        """SIGTERM and wait; SIGKILL after ``grace`` seconds. Returns the exit status."""
-        if self.alive:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(grace)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(10)
-        return self.process.returncode
-
 
 @dataclass
 class Launcher:
-    """Starts ``driftline run`` processes; every one still running is killed at teardown."""
+    """Starts ``driftline run`` processes with credentials in their environment.
 
-    directory: Path
-    started: list[Driftline] = field(default_factory=list)
+    Every process is killed at teardown (by the ``monitors`` fixture's pool).
+    """
+
+    monitors: MonitorPool
 
     def start(
         self, config: Path, port: int, env: dict[str, str], *, log_level: str = "INFO"
     ) -> Driftline:
-        log_path = self.directory / f"driftline-{len(self.started)}.log"
-        command = [sys.executable, "-m", "monitor.cli", "run", "--config", str(config)]
-        with log_path.open("wb") as log:
-            process = subprocess.Popen(
-                [*command, "--log-level", log_level],
-                cwd=REPO,
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=log,
-                env={**os.environ, "PYTHONUNBUFFERED": "1", **env},
-            )
-        driftline = Driftline(process, log_path, port)
-        self.started.append(driftline)
-        return driftline
-
-    def kill_all(self) -> None:
-        for driftline in self.started:
-            if driftline.alive:
-                driftline.process.kill()
-                driftline.process.wait(10)
+        name = f"driftline-{len(self.monitors.monitors)}"
+        monitor = self.monitors.new(config, name, env=env, args=("--log-level", log_level))
+        return Driftline(monitor.start(), port)
 
 
 @pytest.fixture
-def launcher(tmp_path: Path) -> Iterator[Launcher]:
-    launch = Launcher(tmp_path)
-    try:
-        yield launch
-    finally:
-        launch.kill_all()
+def launcher(monitors: MonitorPool) -> Launcher:
+    return Launcher(monitors)
 
 
 @dataclass(frozen=True)
@@ -269,21 +238,6 @@ def scram(admin_bootstrap: str, *alterations: Any) -> None:
     finally:
         admin.close()
     assert not any(errors.values()), errors
-
-
-def read_topic(bootstrap: str, topic: str, count: int, timeout: float = 30.0) -> list[Any]:
-    consumer = KafkaConsumer(
-        topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest", group_id=None
-    )
-    records: list[Any] = []
-    try:
-        deadline = time.monotonic() + timeout
-        while len(records) < count and time.monotonic() < deadline:
-            for batch in consumer.poll(timeout_ms=500).values():
-                records.extend(batch)
-    finally:
-        consumer.close()
-    return records
 
 
 def loud_lines(log: str, about: str) -> list[str]:

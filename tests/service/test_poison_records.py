@@ -35,7 +35,7 @@ from monitor.config import ServiceConfig
 from monitor.dead_letter import REASON_HEADER, SOURCE_HEADER, TRUNCATED_HEADER
 from monitor.service import IngestionError, Service
 from tests.apache_kafka import KafkaFactory
-from tests.servers import unique_name
+from tests.servers import read_topic, unique_name
 from tests.service.harness import (
     PARTITIONS,
     MonitorPool,
@@ -104,24 +104,6 @@ def ends_of(placed: Sequence[tuple[int, int]]) -> dict[int, int]:
     for partition, offset in placed:
         ends[partition] = max(ends.get(partition, 0), offset + 1)
     return ends
-
-
-def read_topic(bootstrap: str, topic: str, expected: int, timeout_polls: int = 100) -> list[Any]:
-    """Every record of ``topic`` (``PARTITIONS`` partitions), once ``expected`` have come."""
-    consumer = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
-    try:
-        partitions = [TopicPartition(topic, p) for p in range(PARTITIONS)]
-        consumer.assign(partitions)
-        consumer.seek_to_beginning(*partitions)
-        records: list[Any] = []
-        for _ in range(timeout_polls):
-            for messages in consumer.poll(timeout_ms=200).values():
-                records += messages
-            if len(records) >= expected:
-                break
-        return records
-    finally:
-        consumer.close()
 
 
 def topic_size(bootstrap: str, topic: str) -> int:
