@@ -525,6 +525,15 @@ class DriftImpact:
     importance: float
     impact: float
 
+    def to_dict(self) -> dict[str, Any]:
+        """Return a JSON-serialisable dict (NaN and infinities as None)."""
+        return {
+            "name": self.name,
+            "statistic": _finite(self.statistic),
+            "importance": _finite(self.importance),
+            "impact": _finite(self.impact),
+        }
+
 
 def drift_impact_ranking(
     drift_statistics: Mapping[str, float], importance: Mapping[str, float]

@@ -1,12 +1,12 @@
 """Attribution (SHAP) drift of the service's windows, and their drift-impact ranking.
 
 A model with an ``attribution`` section (:class:`monitor.config.AttributionWindowSection`)
-gets two more keys in each evaluated window's ``details``:
+gets two more results in each evaluated window
+(:class:`~detectors.window_result.WindowResult`):
 
 * ``attribution``: :func:`detectors.attribution.attribution_drift` of the
-  window's SHAP summary against the reference's
-  (``AttributionDriftReport.to_dict()``, whose ``rows`` are the rows
-  explained on each side) plus ``source``;
+  window's SHAP summary against the reference's (the report's ``rows`` are
+  the rows explained on each side) with its ``source``;
 * ``drift_impact``: the features ranked by drift statistic x reference
   importance (:func:`detectors.attribution.drift_impact_ranking` over
   :func:`~detectors.attribution.comparable_statistics` of the window's drift
@@ -55,6 +55,7 @@ from detectors.attribution import (
 from detectors.drift import DriftReport
 from detectors.sample import RowSample
 from detectors.sketch import CategoricalSpec, FeatureSpec
+from detectors.window_result import AnalysisError, AttributionDrift
 
 if TYPE_CHECKING:  # annotations only: importing monitor.config loads kafka-python
     from monitor.config import AttributionWindowSection, ModelConfig
@@ -62,13 +63,12 @@ if TYPE_CHECKING:  # annotations only: importing monitor.config loads kafka-pyth
 
 __all__ = [
     "WindowExplainer",
-    "attribution_details",
     "explanation_columns",
-    "ranking_details",
     "records_attribution",
     "reference_attribution",
     "sample_frame",
     "sample_rows",
+    "window_attribution",
 ]
 
 log = logging.getLogger(__name__)
@@ -126,19 +126,6 @@ def sample_rows(frame: pd.DataFrame, rows: int, seed: int) -> pd.DataFrame:
     summary of a file equals the one ``check`` computes with the same seed.
     """
     return frame if len(frame) <= rows else frame.sample(n=rows, random_state=seed)
-
-
-def ranking_details(ranking: Sequence[DriftImpact]) -> list[dict[str, Any]]:
-    """Return a drift-impact ranking as JSON: name, statistic, importance, impact per feature."""
-    return [
-        {
-            "name": d.name,
-            "statistic": _finite(d.statistic),
-            "importance": _finite(d.importance),
-            "impact": _finite(d.impact),
-        }
-        for d in ranking
-    ]
 
 
 def records_attribution(records: Sequence[PredictionRecord]) -> AttributionSummary:
@@ -233,32 +220,31 @@ class WindowExplainer:
         return AttributionSummary.from_values(shap.values)
 
 
-def attribution_details(
+def window_attribution(
     section: AttributionWindowSection,
     reference: AttributionSummary | None,
     current: AttributionSummary,
     drift: DriftReport,
-) -> tuple[dict[str, Any], list[dict[str, Any]]]:
-    """Return the window's ``attribution`` and ``drift_impact`` details (see the module docstring).
+) -> tuple[AttributionDrift | AnalysisError, tuple[DriftImpact, ...]]:
+    """Return the window's attribution drift and drift-impact ranking (module docstring).
 
     Without a reference summary, or without a single explained row in the
-    window, ``attribution`` holds ``{"error": ...}`` and the ranking is empty.
+    window, the attribution is an :class:`AnalysisError` (and without a
+    reference summary the ranking is empty).
     """
     if reference is None:
-        return {
-            "error": "the reference profile was stored without SHAP values: store a new "
+        return AnalysisError(
+            message="the reference profile was stored without SHAP values: store a new "
             "reference (driftline reference build) with attribution configured"
-        }, []
-    ranking = ranking_details(
-        drift_impact_ranking(comparable_statistics(drift), reference.importance())
-    )
+        ), ()
+    ranking = drift_impact_ranking(comparable_statistics(drift), reference.importance())
     if current.rows == 0:
         error = (
             "no record of the window has explanations"
             if section.source == "explanations"
             else "the window has no row to explain"
         )
-        return {"error": error, "source": section.source}, ranking
+        return AnalysisError(message=error, source=section.source), ranking
     report = attribution_drift(
         reference,
         current,
@@ -267,8 +253,4 @@ def attribution_details(
         share_threshold=section.share_threshold,
         min_samples=section.min_samples,
     )
-    return {"source": section.source, **report.to_dict()}, ranking
-
-
-def _finite(value: float) -> float | None:
-    return value if math.isfinite(value) else None
+    return AttributionDrift(source=section.source, report=report), ranking

@@ -74,7 +74,9 @@ Determinism
     (:data:`~monitor.change_detection_config.DEFAULT_SEED`) unless its
     parameters give one, so the same window always gives the same detections.
 
-The result of :func:`change_points`::
+The result of :func:`change_points`, a
+:class:`~detectors.window_result.ChangeDetection`, as the store keeps it
+(:func:`monitor.store.result_json.change_detection_json`)::
 
     {
       "max_points": 100000,
@@ -113,19 +115,20 @@ regression error stream.
 ... )
 >>> errors = [(1000.0 + i, 1.0 if i >= 200 and i % 2 else 0.0) for i in range(300)]
 >>> result = change_points(section, errors=errors)
->>> found = result["streams"]["error"]["detectors"]["page_hinkley"]
->>> found["points"], found["detected"], found["changes"]
-(300, True, [{'index': 211, 'event_time': 1211.0}])
+>>> found = result.streams["error"].detectors["page_hinkley"]
+>>> found.points, found.detected, found.changes
+(300, True, (ChangePoint(index=211, event_time=1211.0),))
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any, Final, TypeAlias
+from typing import TYPE_CHECKING, Final, TypeAlias
 
 from detectors.errors import InvalidParameterError
 from detectors.online import ChangeDetector
+from detectors.window_result import ChangeDetection, ChangePoint, DetectorChanges, StreamChanges
 from monitor.change_detection_config import STREAMS, ChangeDetectionSection, StreamName
 from monitor.labels import label_number, stored_label
 
@@ -200,46 +203,46 @@ def change_points(
     *,
     scores: Sequence[Point] = (),
     errors: Sequence[Point] = (),
-) -> dict[str, Any]:
-    """Run ``section``'s detectors over a window's streams; return the JSON-ready result.
+) -> ChangeDetection:
+    """Run ``section``'s detectors over a window's streams; return what they found.
 
     ``scores`` and ``errors`` are the points of the score and error streams
     (:func:`score_points`, :func:`error_points`), in event-time order; only
     the streams ``section`` lists are run, and a listed stream given no
     points reports none. Each detector is built fresh for each stream. The
-    result's layout is in the module docstring.
+    stored layout is in the module docstring.
     """
     given: dict[StreamName, Sequence[Point]] = {"score": scores, "error": errors}
-    return {
-        "max_points": section.max_points,
-        "parameters": {name: section.build(name).get_params() for name in section.detectors},
-        "streams": {
+    return ChangeDetection(
+        max_points=section.max_points,
+        parameters={name: section.build(name).get_params() for name in section.detectors},
+        streams={
             stream: _run_stream(section, given[stream])
             for stream in STREAMS
             if stream in section.streams
         },
-    }
+    )
 
 
-def _run_stream(section: ChangeDetectionSection, points: Sequence[Point]) -> dict[str, Any]:
+def _run_stream(section: ChangeDetectionSection, points: Sequence[Point]) -> StreamChanges:
     """Feed one stream's most recent finite points to every detector of ``section``."""
     finite = [(t, float(x)) for t, x in points if x is not None and math.isfinite(x)]
     fed = finite[-section.max_points :]
-    return {
-        "points": len(fed),
-        "skipped": len(points) - len(finite),
-        "dropped": len(finite) - len(fed),
-        "first_event_time": fed[0][0] if fed else None,
-        "last_event_time": fed[-1][0] if fed else None,
-        "detectors": {name: _run_detector(section.build(name), fed) for name in section.detectors},
-    }
+    return StreamChanges(
+        points=len(fed),
+        skipped=len(points) - len(finite),
+        dropped=len(finite) - len(fed),
+        first_event_time=fed[0][0] if fed else None,
+        last_event_time=fed[-1][0] if fed else None,
+        detectors={name: _run_detector(section.build(name), fed) for name in section.detectors},
+    )
 
 
 def _run_detector(
     detector: ChangeDetector, points: Sequence[tuple[float | None, float]]
-) -> dict[str, Any]:
+) -> DetectorChanges:
     """Feed ``points`` to ``detector``; return its changes (stopping at a value it refuses)."""
-    changes: list[dict[str, Any]] = []
+    changes: list[ChangePoint] = []
     refused = None
     for index, (t, x) in enumerate(points):
         try:
@@ -248,16 +251,14 @@ def _run_detector(
             refused = f"{error} at index {index}; the values after it were not read"
             break
         if detected and len(changes) < MAX_LISTED_CHANGES:
-            changes.append({"index": index, "event_time": t})
-    result: dict[str, Any] = {
-        "points": detector.n_seen,
-        "changes": changes,
-        "n_changes": detector.n_detections,
-        "detected": detector.n_detections > 0,
-    }
-    if refused is not None:
-        result["error"] = refused
-    return result
+            changes.append(ChangePoint(index=index, event_time=t))
+    return DetectorChanges(
+        points=detector.n_seen,
+        changes=tuple(changes),
+        n_changes=detector.n_detections,
+        detected=detector.n_detections > 0,
+        error=refused,
+    )
 
 
 def _times(event_times: Sequence[float | None] | None, count: int) -> Sequence[float | None]:

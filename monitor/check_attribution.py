@@ -32,7 +32,7 @@ from detectors.attribution import (
     drift_impact_ranking,
 )
 from detectors.drift import DriftReport
-from monitor.attribution import ranking_details, sample_rows
+from monitor.attribution import sample_rows
 from monitor.drift_config import AttributionSection
 from monitor.tables import InputError
 
@@ -66,7 +66,7 @@ class CheckAttribution:
 
     def ranking_list(self) -> list[dict[str, Any]]:
         """Return the ``drift_impact`` key of the JSON output, largest impact first."""
-        return ranking_details(self.ranking)
+        return [d.to_dict() for d in self.ranking]
 
 
 def check_attribution(

@@ -57,6 +57,8 @@ from rich.progress import BarColumn, Progress, TextColumn
 from scipy.special import ndtr
 from scipy.stats import gamma
 
+from detectors.quality import DataQualityReport
+from detectors.window_result import AttributionDrift, EstimatedPerformance, JointDrift, WindowResult
 from monitor.config import ServiceConfig
 from monitor.report import (
     Column,
@@ -71,7 +73,6 @@ from monitor.report import (
 from monitor.runtime import PREDICTION, build_reference
 from monitor.service import Service
 from monitor.store import Store
-from monitor.store.rows import WindowSummaryRow
 
 MODEL = "credit-risk"
 FEATURES = ("age", "income", "utilization", "tenure_months", "region", "channel")
@@ -360,43 +361,43 @@ COLUMNS = (
 )
 
 
-def window_cells(store: Store, plan: DemoPlan, summary: WindowSummaryRow) -> list[str]:
+def window_cells(plan: DemoPlan, result: WindowResult) -> list[str]:
     """One evaluated window as the cells of :data:`COLUMNS`."""
-    index = int((summary.window_start - T0) // WINDOW_S)
-    features = store.feature_results(MODEL, summary.window_start)
-    drifted = [r.feature for r in features if r.drift and r.feature != PREDICTION]
-    details = dict(summary.details)
-    quality = details.get("quality") or {}
-    estimate = details.get("estimated_performance") or {}
-    checks = details.get("data_quality") or {}
-    failed = sorted(
-        {f"{c['check']}:{c['feature']}" for c in checks.get("checks", ()) if not c["passed"]}
+    index = int((result.window_start - T0) // WINDOW_S)
+    drifted = [f.name for f in result.drifted_features]
+    checks = result.data_quality
+    failed = (
+        sorted({f"{c.check.value}:{c.feature}" for c in checks.failed})
+        if isinstance(checks, DataQualityReport)
+        else []
     )
+    quality = result.quality.metrics
+    estimate = result.estimated_performance
+    estimated = estimate.metrics if isinstance(estimate, EstimatedPerformance) else {}
+    prediction = result.prediction_drift
     return [
         f"#{index}" + (" *" if index >= plan.drift_from else ""),
-        f"{summary.rows:,}",
-        "[bold red]YES[/]" if summary.dataset_drift else "no",
-        f"{summary.drift_share:.2f}",
+        f"{result.rows:,}",
+        "[bold red]YES[/]" if result.dataset_drift else "no",
+        f"{result.drift_share:.2f}",
         ", ".join(drifted) or "-",
-        "-"
-        if summary.prediction_drift is None
-        else ("[red]DRIFT[/]" if summary.prediction_drift else "ok"),
-        "-" if not checks else ("[red]" + ", ".join(failed) + "[/]" if failed else "ok"),
-        joint_cell(details),
-        attribution_cell(details),
-        impact_cell(details, drifted),
-        changes_cell(details),
+        "-" if prediction is None else ("[red]DRIFT[/]" if prediction.drift else "ok"),
+        "-" if checks is None else ("[red]" + ", ".join(failed) + "[/]" if failed else "ok"),
+        joint_cell(result),
+        attribution_cell(result),
+        impact_cell(result, drifted),
+        changes_cell(result),
         f"{quality['accuracy']:.1%}" if "accuracy" in quality else "-",
-        f"{estimate['accuracy']:.1%}" if estimate.get("accuracy") is not None else "-",
-        f"{details.get('labelled', 0)}",
+        f"{estimated['accuracy']:.1%}" if "accuracy" in estimated else "-",
+        f"{result.labelled}",
     ]
 
 
 def windows_view(store: Store, plan: DemoPlan, progress: Progress, console: Console) -> Group:
     """The live display: progress and one row per evaluated window, fitted to ``console``."""
     rows = [
-        window_cells(store, plan, summary)
-        for summary in reversed(store.window_summaries(MODEL, limit=plan.windows + 1))
+        window_cells(plan, result)
+        for result in reversed(store.window_results(MODEL, limit=plan.windows + 1))
     ]
     table = fitted_table(
         COLUMNS,
@@ -414,9 +415,9 @@ def windows_view(store: Store, plan: DemoPlan, progress: Progress, console: Cons
 
 def labels_counted(store: Store, sent: Sent) -> bool:
     """Whether every evaluated window counts all the labels sent for it."""
-    for summary in store.window_summaries(MODEL, limit=len(sent.labels) + 2):
-        index = round((summary.window_start - T0) / WINDOW_S)
-        if summary.details.get("labelled", 0) != sent.labels.get(index, 0):
+    for result in store.window_results(MODEL, limit=len(sent.labels) + 2):
+        index = round((result.window_start - T0) / WINDOW_S)
+        if result.labelled != sent.labels.get(index, 0):
             return False
     return True
 
@@ -502,7 +503,7 @@ def run_demo(
                 stop.set()
                 producer.join(10)
                 service.stop()
-            summaries = list(reversed(store.window_summaries(MODEL, limit=plan.windows + 1)))
+            summaries = list(reversed(store.window_results(MODEL, limit=plan.windows + 1)))
             store.close()
             return summaries
     finally:
@@ -517,18 +518,20 @@ def main_demo(batch: bool, rows: int, directory: Path) -> int:
         return run_batch(rows=rows, directory=directory)
     summaries = run_demo()
 
-    def count(key: str) -> int:
-        return sum(bool((s.details.get(key) or {}).get("drift")) for s in summaries)
-
+    joint = sum(isinstance(s.joint_drift, JointDrift) and s.joint_drift.drift for s in summaries)
+    attribution = sum(
+        isinstance(s.attribution, AttributionDrift) and s.attribution.drift for s in summaries
+    )
     changes = [
-        f"#{round((s.window_start - T0) / WINDOW_S)} at {clock(change['event_time'])}"
+        f"#{round((s.window_start - T0) / WINDOW_S)} at {clock(change.event_time)}"
         for s in summaries
-        for change, _ in first_changes(s.details).values()
+        for change, _ in first_changes(s).values()
+        if change.event_time is not None
     ]
     Console().print(
         f"\n{len(summaries)} windows evaluated; dataset drift in "
-        f"{sum(s.dataset_drift for s in summaries)}, joint drift in {count('multivariate')}, "
-        f"attribution drift in {count('attribution')} (injected from window "
+        f"{sum(s.dataset_drift for s in summaries)}, joint drift in {joint}, "
+        f"attribution drift in {attribution} (injected from window "
         f"#{DemoPlan().drift_from}); error-rate change in {', '.join(changes) or 'none'}. "
         "Nothing left running."
     )

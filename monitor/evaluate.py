@@ -8,45 +8,15 @@ the model's allowed lateness (idle partitions excepted, see
 :class:`monitor.windows.Watermarks`); because progress and partials are
 written in one transaction, a due window's partials are complete.
 
-What a window's summary ``details`` hold besides the drift results:
-
-* ``quality`` (measured metrics, ``{}`` without labels) and
-  ``quality_report`` (row counts, positive class, histogram bounds, per-class
-  figures) from the window's joined labels (:func:`monitor.quality.model_quality`),
-  for every window;
-* ``data_quality``: :func:`detectors.quality.data_quality` of the merged
-  sketch against the profile, with the model's ``data_quality`` thresholds,
-  as ``DataQualityReport.to_dict()``; only for windows with at least
-  ``min_records`` rows, like the drift tests (a handful of rows would fail
-  the ratio checks by chance);
-* ``multivariate`` (models with a ``multivariate`` section, windows with at
-  least ``min_records`` rows): ``drift`` (any method flagged), the row
-  samples' sizes and one ``MultivariateResult.to_dict()`` per method, from
-  the window's merged row sample against the reference's (or the rolling
-  reference's merged samples); ``{"error": "..."}`` when a side has no sample;
-* ``attribution`` and ``drift_impact`` (models with an ``attribution``
-  section, windows with at least ``min_records`` rows): SHAP attribution
-  drift against the reference's summary and the features ranked by drift
-  impact, see :mod:`monitor.attribution`;
-* ``change_detection`` (models with a ``change_detection`` section, every
-  window): where the online change detectors found a change in the window's
-  stored scores and labelled errors, in event-time order
-  (:func:`monitor.change_detection.change_points`); recomputed with quality
-  when late labels arrive;
-* ``estimated_performance``: the CBPE estimate (``PerformanceEstimate.to_dict()``
-  plus coverage) for models with ``performance_estimation``, again only for
-  windows with at least ``min_records`` rows. The estimator is the one stored
-  with the window's profile version. Every partial keeps the CBPE sketch of
-  its records' scores (exact and mergeable: per score bin, counts and sums of
-  calibrated probabilities), so the estimate equals ``CBPE.estimate`` on all
-  of the window's scores, without labels or request ids. ``coverage`` is the
-  share of the window's records that had a score. Windows whose partials were
-  written before they kept CBPE sketches fall back to the scores of the
-  window's stored predictions. When no estimate can be made it holds
-  ``{"error": "..."}``.
-
-A re-evaluation after late labels recomputes all of them (the same data
-quality and estimate, new quality).
+Each evaluation -- the first, and every re-evaluation after late labels --
+reads the window's inputs from the store (:class:`monitor.analyse.WindowInputs`),
+runs the pure :func:`monitor.analyse.analyse` and publishes the typed
+:class:`~detectors.window_result.WindowResult` once on :attr:`Evaluator.events`
+(:mod:`monitor.events`). The store subscribes first (it writes the result and
+marks the claim done, :func:`store_results`), then the metrics
+(:class:`MetricsObserver`); the demo and the alerting layer subscribe too.
+What a result holds: :mod:`detectors.window_result` and :mod:`monitor.analyse`;
+how it is stored: :mod:`monitor.store.result_json`.
 """
 
 from __future__ import annotations
@@ -56,29 +26,19 @@ import math
 import time
 from collections import Counter
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, NamedTuple
 
 from detectors.attribution import AttributionSummary
-from detectors.drift import DriftReport, compare_sketches
-from detectors.errors import IncompatibleSketchError
-from detectors.multivariate import multivariate_drift
 from detectors.performance import CBPESketch
 from detectors.profile import ReferenceProfile
-from detectors.quality import data_quality
 from detectors.sketch import WindowSketch
-from monitor.attribution import WindowExplainer, attribution_details
-from monitor.change_detection import change_points, error_points, score_points
-from monitor.change_detection_config import ChangeDetectionSection
-from monitor.config import MultivariateWindowSection, ServiceConfig
+from detectors.window_result import AttributionDrift, EstimatedPerformance, JointDrift, WindowResult
+from monitor.analyse import MergedWindow, WindowInputs, analyse, needs_stored_scores
+from monitor.attribution import WindowExplainer
+from monitor.config import ServiceConfig
+from monitor.events import EventBroker, WindowEvaluated
 from monitor.metrics import FeatureObservation, Metrics
-from monitor.quality import (
-    estimated_metrics,
-    estimated_performance,
-    model_quality,
-    sketch_estimate,
-)
+from monitor.quality import estimated_metrics
 from monitor.runtime import (
     ModelRuntime,
     PartialPayload,
@@ -87,34 +47,10 @@ from monitor.runtime import (
     partial_from_bytes,
 )
 from monitor.store import Store
-from monitor.store.rows import FeatureResultRow, JoinedPrediction, WindowSummaryRow
+from monitor.store.result_json import stored_labelled
 from monitor.windows import Watermarks
 
 log = logging.getLogger(__name__)
-
-
-class MergedWindow(NamedTuple):
-    """A window's partials merged: the sketch, its profile version, rows left out, SHAP summary.
-
-    ``sketch`` and ``version`` are None without partials; ``rows_other_profiles``
-    counts the rows of partials on another profile version; ``attribution``
-    merges the partials' summaries of ``explanations`` and ``performance``
-    their CBPE sketches (None when no partial has one).
-    """
-
-    sketch: WindowSketch | None
-    version: int | None
-    rows_other_profiles: int
-    attribution: AttributionSummary | None
-    performance: CBPESketch | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class WindowOutcome:
-    """One evaluated window: its summary as stored, and the drift report (None if too few rows)."""
-
-    summary: WindowSummaryRow
-    report: DriftReport | None
 
 
 class Evaluator:
@@ -136,13 +72,15 @@ class Evaluator:
         self.metrics = metrics
         self.owner = owner
         self.clock = clock
+        #: Every evaluation's result is published here; the store and the metrics come first.
+        self.events = EventBroker()
+        self.events.subscribe(store_results(store))
+        self.events.subscribe(MetricsObserver(metrics))
         self._references: dict[tuple[str, int], StoredReference] = {
             (name, r.profile_version): StoredReference(r.profile, r.estimator, r.attribution)
             for name, r in self.runtimes.items()
         }
         self._explainers: dict[Path, WindowExplainer] = {}
-        self._latest_end: dict[str, float] = {}
-        self._latest_labelled_end: dict[str, float] = {}
         # Per model: labelled predictions per stored window bucket, as seen by refresh_labels.
         self._label_buckets: dict[str, dict[float, int]] = {}
 
@@ -180,7 +118,7 @@ class Evaluator:
         mark = marks.watermark()
         return None if mark is None or not math.isfinite(mark) else mark
 
-    def run_once(self, *, final: bool = False) -> list[WindowOutcome]:
+    def run_once(self, *, final: bool = False) -> list[WindowResult]:
         """Evaluate every due, unclaimed window of every model; return what was evaluated.
 
         With ``final`` every window with partials is due (end of a replay).
@@ -196,7 +134,7 @@ class Evaluator:
                     outcomes.append(self.evaluate(runtime, start, end))
         return outcomes
 
-    def refresh_labels(self) -> list[WindowOutcome]:
+    def refresh_labels(self) -> list[WindowResult]:
         """Re-evaluate evaluated windows whose labels arrived late; return what was re-evaluated.
 
         For every model with labels enabled, the windows ending within
@@ -231,10 +169,10 @@ class Evaluator:
 
     def _refresh_windows(
         self, runtime: ModelRuntime, cutoff: float, buckets: list[float]
-    ) -> list[WindowOutcome]:
+    ) -> list[WindowResult]:
         """Re-evaluate the windows ending at or after ``cutoff`` that hold a changed bucket."""
         touched = {start for b in buckets for start, _ in runtime.window.windows_for(b)}
-        outcomes: list[WindowOutcome] = []
+        outcomes: list[WindowResult] = []
         before: float | None = None
         while True:  # newest first, a page at a time, down to the cutoff
             page = self.store.window_summaries(runtime.name, limit=200, before=before)
@@ -245,107 +183,65 @@ class Evaluator:
                     continue
                 start, end = summary.window_start, summary.window_end
                 labelled, _ = self.store.label_coverage(runtime.name, start, end)
-                if labelled != summary.details.get("labelled"):
-                    outcomes.append(self.evaluate(runtime, start, end))
+                if labelled != stored_labelled(summary):
+                    outcomes.append(self.evaluate(runtime, start, end, reevaluation=True))
             if len(page) < 200:
                 return outcomes
             before = page[-1].window_start
 
-    def evaluate(self, runtime: ModelRuntime, start: float, end: float) -> WindowOutcome:
-        """Merge the window's partials, run the model's detectors and store the results."""
-        sketch, version, ignored, explained, scored = self._merged(runtime, start)
-        rows = sketch.rows if sketch is not None else 0
+    def evaluate(
+        self, runtime: ModelRuntime, start: float, end: float, *, reevaluation: bool = False
+    ) -> WindowResult:
+        """Analyse one window and publish its result (stored first); return the result."""
+        result = analyse(runtime, self.inputs(runtime, start, end), self._explainer(runtime))
+        self.events.publish(WindowEvaluated(result=result, reevaluation=reevaluation))
+        if result.drift is not None:
+            log.info(
+                "window %s [%s, %s): %d rows, drift share %.2f",
+                runtime.name,
+                start,
+                end,
+                result.rows,
+                result.drift_share,
+            )
+        return result
+
+    def inputs(self, runtime: ModelRuntime, start: float, end: float) -> WindowInputs:
+        """Read everything :func:`~monitor.analyse.analyse` needs about one window."""
+        merged = self._merged(runtime, start)
         labelled, with_request = self.store.label_coverage(runtime.name, start, end)
-        stored = None if version is None else self._reference(runtime.name, version)
-        estimator = stored.estimator if stored is not None else runtime.estimator
-        joined = self.store.joined_with_times(runtime.name, start, end)
-        quality = model_quality(
-            runtime.config.prediction, [row for _, row in joined], estimator=estimator
+        version = merged.version
+        reference = None if version is None else self._reference(runtime.name, version)
+        enough = (
+            merged.sketch is not None and merged.sketch.rows >= runtime.config.window.min_records
         )
-        details: dict[str, object] = {
-            "profile_version": version,
-            "rows_other_profiles": ignored,
-            "labelled": labelled,
-            "predictions_stored": with_request,
-            "quality": quality.metrics,
-            "quality_report": quality.report,
-        }
-        if runtime.config.change_detection is not None:
-            details["change_detection"] = self._change_detection(
-                runtime, runtime.config.change_detection, start, end, joined
-            )
-        if sketch is None or version is None or rows < runtime.config.window.min_records:
-            summary = WindowSummaryRow(
-                model=runtime.name,
-                window_start=start,
-                window_end=end,
-                rows=rows,
-                status="insufficient_data",
-                dataset_drift=False,
-                drift_share=0.0,
-                details=details,
-            )
-            self.store.finish_window(runtime.name, start, summary, [])
-            self._observe(runtime, summary, None)
-            return WindowOutcome(summary, None)
-        profile = self._profile(runtime.name, version)
-        reference = self._rolling_reference(runtime, start, version)
-        details["reference"] = "profile" if reference is None else "rolling"
-        details["data_quality"] = self._data_quality(runtime, profile, sketch)
-        if runtime.config.performance_estimation is not None:
-            details["estimated_performance"] = self._estimate(
-                runtime, version, start, end, rows, scored
-            )
-        if runtime.config.multivariate is not None:
-            details["multivariate"] = _multivariate(
-                runtime.config.multivariate, profile, sketch, reference
-            )
-        report = compare_sketches(
-            profile, sketch, runtime.settings, prediction=runtime.prediction, reference=reference
+        section = runtime.config.change_detection
+        return WindowInputs(
+            start=start,
+            end=end,
+            merged=merged,
+            labelled=labelled,
+            predictions_stored=with_request,
+            joined=self.store.joined_with_times(runtime.name, start, end),
+            scores=self.store.scores_with_times(runtime.name, start, end)
+            if section is not None and "score" in section.streams
+            else [],
+            reference=reference,
+            rolling=None
+            if version is None or not enough
+            else self._rolling_reference(runtime, start, version),
+            stored_scores=self.store.window_scores(runtime.name, start, end)
+            if enough and needs_stored_scores(runtime, merged, reference)
+            else None,
+            evaluated_at=self.clock(),
         )
-        if runtime.config.attribution is not None:
-            details["attribution"], details["drift_impact"] = self._attribution(
-                runtime, version, sketch, explained, report
-            )
-        summary = WindowSummaryRow(
-            model=runtime.name,
-            window_start=start,
-            window_end=end,
-            rows=rows,
-            status="ok",
-            dataset_drift=report.dataset_drift,
-            drift_share=report.drift_share,
-            prediction_drift=None if report.prediction is None else report.prediction.drift,
-            details=details,
-        )
-        features = [
-            FeatureResultRow(
-                model=runtime.name,
-                window_start=start,
-                feature=f.name,
-                method=f.method,
-                kind=f.kind.value,
-                statistic=_finite(f.statistic),
-                p_value=None if f.p_value is None else _finite(f.p_value),
-                threshold=f.threshold,
-                drift=f.drift,
-                effect_size=_finite(f.effect_size),
-                missing_share=f.missing_share,
-                status=f.status,
-            )
-            for f in (*report.features, *([report.prediction] if report.prediction else []))
-        ]
-        self.store.finish_window(runtime.name, start, summary, features)
-        self._observe(runtime, summary, report)
-        log.info(
-            "window %s [%s, %s): %d rows, drift share %.2f",
-            runtime.name,
-            start,
-            end,
-            rows,
-            report.drift_share,
-        )
-        return WindowOutcome(summary, report)
+
+    def _explainer(self, runtime: ModelRuntime) -> WindowExplainer | None:
+        """The cached explainer of the model's file (``attribution.source: model``), if any."""
+        section = runtime.config.attribution
+        if section is None or section.source != "model" or section.model is None:
+            return None
+        return self._explainers.setdefault(section.model, WindowExplainer(section.model))
 
     def _merged(self, runtime: ModelRuntime, start: float) -> MergedWindow:
         """Merge the window's partials binned on its most common profile version.
@@ -391,7 +287,8 @@ class Evaluator:
         size = runtime.window.size_s
         merged: WindowSketch | None = None
         for k in range(1, count + 1):
-            previous, previous_version, *_ = self._merged(runtime, start - k * size)
+            earlier = self._merged(runtime, start - k * size)
+            previous, previous_version = earlier.sketch, earlier.version
             if (
                 previous is None
                 or previous_version != version
@@ -417,112 +314,38 @@ class Evaluator:
             self._references[key] = StoredReference.from_bytes(payload)
         return self._references[key]
 
-    def _data_quality(
-        self, runtime: ModelRuntime, profile: ReferenceProfile, sketch: WindowSketch
-    ) -> dict[str, Any]:
-        """The data-quality report of the merged window, as JSON (an error if it cannot run)."""
-        try:
-            return data_quality(profile, sketch, runtime.data_quality).to_dict()
-        except ValueError as error:  # bounds naming a feature an older profile lacks, ...
-            log.warning("data quality of %s not checked: %s", runtime.name, error)
-            return {"error": str(error)}
 
-    def _attribution(
-        self,
-        runtime: ModelRuntime,
-        version: int,
-        sketch: WindowSketch,
-        explained: AttributionSummary | None,
-        report: DriftReport,
-    ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
-        """The window's attribution drift and drift-impact ranking (see monitor.attribution)."""
-        section = runtime.config.attribution
-        if section is None:
-            return {}, []
-        stored = self._reference(runtime.name, version)
-        current = explained or AttributionSummary.empty()
-        if section.source == "model" and section.model is not None:
-            if sketch.sample is None:
-                return {
-                    "error": "some of the window's partial sketches have no row sample "
-                    "(written before attribution from the model was configured)"
-                }, []
-            explainer = self._explainers.setdefault(section.model, WindowExplainer(section.model))
-            try:
-                current = explainer.summary(
-                    sketch.sample, dict(stored.profile.specs), stored.profile.sample, section
-                )
-            except ValueError as error:
-                log.warning("attribution of %s not computed: %s", runtime.name, error)
-                return {"error": str(error), "source": section.source}, []
-        return attribution_details(section, stored.attribution, current, report)
+def store_results(store: Store) -> Callable[[WindowEvaluated], None]:
+    """The subscriber that stores each result and marks its window's claim done."""
 
-    def _change_detection(
-        self,
-        runtime: ModelRuntime,
-        section: ChangeDetectionSection,
-        start: float,
-        end: float,
-        joined: list[tuple[float, JoinedPrediction]],
-    ) -> dict[str, Any]:
-        """The online change detectors over the window's score and error streams."""
-        scores = (
-            self.store.scores_with_times(runtime.name, start, end)
-            if "score" in section.streams
-            else []
-        )
-        return change_points(
-            section,
-            scores=score_points([s for _, s in scores], [t for t, _ in scores]),
-            errors=error_points(
-                runtime.config.prediction, [row for _, row in joined], [t for t, _ in joined]
-            ),
-        )
+    def write(event: WindowEvaluated) -> None:
+        store.save_window_result(event.result)
 
-    def _estimate(
-        self,
-        runtime: ModelRuntime,
-        version: int,
-        start: float,
-        end: float,
-        rows: int,
-        scored: CBPESketch | None,
-    ) -> dict[str, Any]:
-        """The CBPE estimate of the window (see the module docstring)."""
-        estimator = self._reference(runtime.name, version).estimator
-        if estimator is None:
-            return {
-                "error": f"reference profile version {version} was stored without a "
-                "performance estimator: store a new reference built with "
-                "performance_estimation configured"
-            }
-        if scored is not None and scored.model == estimator.model:
-            if scored.rows == 0:
-                return {"error": "no record of the window has a score (prediction.score)"}
-            return sketch_estimate(estimator, scored, rows)
-        # Partials written before they kept CBPE sketches: the stored predictions' scores.
-        scores = self.store.window_scores(runtime.name, start, end)
-        if not scores:
-            return {
-                "error": "no stored prediction of the window has a score (predictions are "
-                "stored with a request_id, and need prediction.score)"
-            }
-        return estimated_performance(estimator, scores, rows)
+    return write
 
-    def _observe(
-        self, runtime: ModelRuntime, summary: WindowSummaryRow, report: DriftReport | None
-    ) -> None:
-        """Update the gauges, if this is the model's newest evaluated window.
 
-        Quality and label coverage follow the newest window that has labels
-        instead: labels arrive late, so the newest window usually has none yet,
-        and an older window re-evaluated when its labels came updates them.
-        """
-        self._observe_labels(runtime, summary)
-        if summary.window_end < self._latest_end.get(runtime.name, -math.inf):
+class MetricsObserver:
+    """The subscriber that sets the per-window gauges from each model's newest result.
+
+    Drift gauges follow the model's newest evaluated window. Quality and label
+    coverage follow the newest window that has labels instead: labels arrive
+    late, so the newest window usually has none yet, and an older window
+    re-evaluated when its labels came updates them.
+    """
+
+    def __init__(self, metrics: Metrics) -> None:
+        self.metrics = metrics
+        self._latest_end: dict[str, float] = {}
+        self._latest_labelled_end: dict[str, float] = {}
+
+    def __call__(self, event: WindowEvaluated) -> None:
+        """Update the gauges from ``event``'s result, if it is the newest of its kind."""
+        result = event.result
+        self._observe_labels(result)
+        if result.window_end < self._latest_end.get(result.model, -math.inf):
             return
-        self._latest_end[runtime.name] = summary.window_end
-        m = self.metrics
+        self._latest_end[result.model] = result.window_end
+        m, model, report = self.metrics, result.model, result.drift
         features = []
         prediction = None
         if report is not None:
@@ -535,82 +358,44 @@ class Evaluator:
             if report.prediction is not None:
                 prediction = (report.prediction.method, _finite(report.prediction.statistic))
         m.observe_window(
-            runtime.name,
+            model,
             features,
             prediction,
-            summary.drift_share if report is not None else None,
-            summary.rows,
-            summary.window_end,
+            result.drift_share if report is not None else None,
+            result.rows,
+            result.window_end,
         )
         # driftline_feature_missing_ratio is set by observe_window from the drift report's
         # missing shares, which are the data-quality "missing" values of the same features.
-        estimate = summary.details.get("estimated_performance") or {}
-        m.observe_estimated_quality(runtime.name, estimated_metrics(estimate))
-        attribution = summary.details.get("attribution") or {}
-        m.observe_attribution(
-            runtime.name,
-            [
-                (f["name"], f["current_mean_abs"], bool(f["drift"]))
-                for f in attribution.get("features", [])
-            ],
+        estimate = result.estimated_performance
+        m.observe_estimated_quality(
+            model, estimated_metrics(estimate) if isinstance(estimate, EstimatedPerformance) else {}
         )
-        joint = summary.details.get("multivariate") or {}
+        attribution = result.attribution
+        m.observe_attribution(
+            model,
+            [(f.name, _finite(f.current_mean_abs), f.drift) for f in attribution.report.by_change()]
+            if isinstance(attribution, AttributionDrift)
+            else [],
+        )
+        joint = result.joint_drift
         m.observe_multivariate(
-            runtime.name,
-            [(r["method"], r["statistic"], bool(r["drift"])) for r in joint.get("methods", [])],
+            model,
+            [(r.method, _finite(r.result.statistic), r.drift) for r in joint.methods]
+            if isinstance(joint, JointDrift)
+            else [],
         )
 
-    def _observe_labels(self, runtime: ModelRuntime, summary: WindowSummaryRow) -> None:
-        """Set quality and label coverage from ``summary`` if it is the newest labelled window."""
-        details = summary.details
-        total = int(details.get("predictions_stored", 0) or 0)
-        labelled = int(details.get("labelled", 0) or 0)
+    def _observe_labels(self, result: WindowResult) -> None:
+        """Set quality and label coverage from ``result`` if it is the newest labelled window."""
+        total, labelled = result.predictions_stored, result.labelled
         if not (total and labelled):
             return
-        if summary.window_end < self._latest_labelled_end.get(runtime.name, -math.inf):
+        if result.window_end < self._latest_labelled_end.get(result.model, -math.inf):
             return
-        self._latest_labelled_end[runtime.name] = summary.window_end
-        m = self.metrics
-        m.label_coverage_ratio.labels(model=runtime.name).set(labelled / total)
-        m.observe_quality(runtime.name, details.get("quality") or {})
-
-
-def _multivariate(
-    section: MultivariateWindowSection,
-    profile: ReferenceProfile,
-    sketch: WindowSketch,
-    reference: WindowSketch | None,
-) -> dict[str, Any]:
-    """The joint-drift results of the window's row sample, as JSON (or an error)."""
-    base = reference or profile.reference
-    if base.sample is None:
-        return {
-            "error": "the reference profile was stored without a row sample: store a new "
-            "reference (driftline reference build) with multivariate configured"
-        }
-    if sketch.sample is None:
-        return {
-            "error": "some of the window's partial sketches have no row sample (written "
-            "before multivariate was configured)"
-        }
-    try:
-        results = multivariate_drift(
-            profile,
-            sketch,
-            section.methods,
-            alpha=section.alpha,
-            seed=section.seed,
-            max_levels=section.max_levels,
-            reference=reference,
-        )
-    except IncompatibleSketchError as error:  # samples over different features
-        return {"error": str(error)}
-    return {
-        "drift": any(r.drift for r in results),
-        "rows_reference": base.sample.rows,
-        "rows_current": sketch.sample.rows,
-        "methods": [r.to_dict() for r in results],
-    }
+        self._latest_labelled_end[result.model] = result.window_end
+        self.metrics.label_coverage_ratio.labels(model=result.model).set(labelled / total)
+        self.metrics.observe_quality(result.model, result.quality.metrics)
 
 
 def _finite(value: float) -> float | None:

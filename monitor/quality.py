@@ -4,9 +4,12 @@
 :meth:`monitor.store.Store.joined`) into the metrics of
 :mod:`detectors.quality`; :func:`estimated_performance` applies the model's
 fitted :class:`~detectors.performance.CBPE` to the window's scores. Both
-return plain JSON-ready values: the evaluator stores them in the window
-summary's ``details`` and sets the ``driftline_model_quality`` and
-``driftline_model_quality_estimated`` gauges from them.
+return the typed parts of a :class:`~detectors.window_result.WindowResult`
+(:class:`~detectors.window_result.MeasuredQuality`,
+:class:`~detectors.window_result.EstimatedPerformance`), which the store maps
+to the window summary's ``details`` and from which the
+``driftline_model_quality`` and ``driftline_model_quality_estimated`` gauges
+are set.
 
 Labels
     The store keeps labels and predicted labels as ``str(value)``; they are
@@ -55,20 +58,19 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
 from detectors.performance import CBPE, CBPESketch
 from detectors.quality import BinaryScoreSketch, ClassificationSketch, RegressionSketch
+from detectors.window_result import EstimatedPerformance, MeasuredQuality
 from monitor.config import PredictionSection
 from monitor.labels import label_number, stored_label
 from monitor.store.rows import JoinedPrediction
 
 __all__ = [
     "ESTIMATED_METRICS",
-    "QualityResult",
     "estimated_metrics",
     "estimated_performance",
     "model_quality",
@@ -85,39 +87,26 @@ _DEFAULT_POSITIVES = {
 }
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class QualityResult:
-    """The quality of one window: ``metrics`` for gauges, ``report`` for the details JSON.
-
-    ``metrics`` maps metric names to finite values (empty without labelled
-    rows); ``report`` adds the task, row counts, the positive class, the
-    histogram bounds and per-class figures.
-    """
-
-    metrics: dict[str, float] = field(default_factory=dict)
-    report: dict[str, Any] = field(default_factory=dict)
-
-
 def model_quality(
     prediction: PredictionSection,
     joined: Sequence[JoinedPrediction],
     *,
     estimator: CBPE | None = None,
-) -> QualityResult:
+) -> MeasuredQuality:
     """Return the quality metrics of a window's labelled predictions (module docstring).
 
     ``estimator`` is the model's fitted performance estimator, whose positive
     class is used when ``prediction.positive_label`` is not set.
     """
     if not joined:
-        return QualityResult()
+        return MeasuredQuality()
     if prediction.task == "classification":
         positive = prediction.positive or (estimator.positive_label if estimator else None)
         return _classification(joined, positive)
     return _regression(joined)
 
 
-def _classification(joined: Sequence[JoinedPrediction], positive: str | None) -> QualityResult:
+def _classification(joined: Sequence[JoinedPrediction], positive: str | None) -> MeasuredQuality:
     truth = [stored_label(j.label) for j in joined]
     with_label = [i for i, j in enumerate(joined) if j.predicted_label is not None]
     y_true = [truth[i] for i in with_label]
@@ -161,10 +150,10 @@ def _classification(joined: Sequence[JoinedPrediction], positive: str | None) ->
         report["roc_auc_bound"] = _json_float(auc_bound)
         report["average_precision_bound"] = _json_float(ap_bound)
     finite = _finite(metrics)
-    return QualityResult(metrics=finite, report={**report, "metrics": finite})
+    return MeasuredQuality(metrics=finite, report={**report, "metrics": finite})
 
 
-def _regression(joined: Sequence[JoinedPrediction]) -> QualityResult:
+def _regression(joined: Sequence[JoinedPrediction]) -> MeasuredQuality:
     targets, predictions = [], []
     for j in joined:
         target = label_number(j.label)
@@ -179,18 +168,18 @@ def _regression(joined: Sequence[JoinedPrediction]) -> QualityResult:
         "skipped_rows": len(joined) - len(targets),
     }
     if not targets:
-        return QualityResult(report={**report, "metrics": {}})
+        return MeasuredQuality(report={**report, "metrics": {}})
     m = RegressionSketch.from_arrays(targets, predictions).metrics()
     finite = _finite(
         {"mae": m.mae, "rmse": m.rmse, "mape": m.mape, "r2": m.r2, "mean_error": m.mean_error}
     )
     report["zero_targets"] = m.zero_targets
-    return QualityResult(metrics=finite, report={**report, "metrics": finite})
+    return MeasuredQuality(metrics=finite, report={**report, "metrics": finite})
 
 
 def estimated_performance(
     estimator: CBPE, scores: Sequence[float], window_rows: int
-) -> dict[str, Any]:
+) -> EstimatedPerformance:
     """Return the CBPE estimate of a window from the scores of its predictions.
 
     Equal to ``estimator.estimate(scores)``; see :func:`sketch_estimate` for the keys.
@@ -200,28 +189,28 @@ def estimated_performance(
     )
 
 
-def sketch_estimate(estimator: CBPE, sketch: CBPESketch, window_rows: int) -> dict[str, Any]:
+def sketch_estimate(estimator: CBPE, sketch: CBPESketch, window_rows: int) -> EstimatedPerformance:
     """Return the CBPE estimate of a window from its (merged) :class:`CBPESketch`.
 
-    The result is :meth:`~detectors.performance.PerformanceEstimate.to_dict`
-    (``rows`` = scores summarised) plus ``window_rows`` (records in the window's
-    sketch), ``coverage`` (their ratio), the estimator's fingerprint and
-    positive class, and whether it calibrates the scores.
+    The estimate's ``rows`` are the scores summarised; ``window_rows`` the
+    records in the window's sketch and ``coverage`` their ratio; with the
+    estimator's fingerprint and positive class, and whether it calibrates the
+    scores.
     """
-    estimate = sketch.estimate()
-    return {
-        **estimate.to_dict(),
-        "window_rows": window_rows,
-        "coverage": sketch.rows / window_rows if window_rows else None,
-        "estimator": estimator.model,
-        "positive_label": estimator.positive_label,
-        "calibrated": estimator.calibrator is not None,
-    }
+    return EstimatedPerformance(
+        estimate=sketch.estimate(),
+        window_rows=window_rows,
+        coverage=sketch.rows / window_rows if window_rows else None,
+        estimator=estimator.model,
+        positive_label=estimator.positive_label,
+        calibrated=estimator.calibrator is not None,
+    )
 
 
-def estimated_metrics(estimate: dict[str, Any]) -> dict[str, float]:
+def estimated_metrics(estimate: EstimatedPerformance) -> dict[str, float]:
     """The gauge values of an :func:`estimated_performance` result (finite ones only)."""
-    return _finite({name: estimate.get(name) for name in ESTIMATED_METRICS})
+    metrics = estimate.metrics
+    return {name: metrics[name] for name in ESTIMATED_METRICS if name in metrics}
 
 
 def _default_positive(labels: set[str]) -> str | None:

@@ -18,9 +18,10 @@ import orjson
 import pandas as pd
 from prometheus_client import CollectorRegistry
 
+from detectors.window_result import WindowResult
 from monitor.aggregate import PartitionState
 from monitor.config import ServiceConfig
-from monitor.evaluate import Evaluator, WindowOutcome
+from monitor.evaluate import Evaluator
 from monitor.metrics import Metrics
 from monitor.records import InvalidRecord, PredictionRecord, decode_prediction, route
 from monitor.service import load_runtimes
@@ -39,7 +40,7 @@ class ReplayResult:
     counted: int = 0
     late: int = 0
     invalid: Counter[str] = field(default_factory=Counter)
-    windows: list[WindowOutcome] = field(default_factory=list)
+    windows: list[WindowResult] = field(default_factory=list)
 
 
 def raw_records(path: Path) -> Iterator[bytes]:
@@ -117,7 +118,7 @@ def replay(config: ServiceConfig, path: Path, metrics: Metrics | None = None) ->
         store.checkpoint(config.consumer.group_id, partials, progress)
         evaluator = Evaluator(config, store, runtimes, metrics, owner="replay")
         result.windows = sorted(
-            evaluator.run_once(final=True), key=lambda o: (o.summary.model, o.summary.window_start)
+            evaluator.run_once(final=True), key=lambda o: (o.model, o.window_start)
         )
         return result
     finally:

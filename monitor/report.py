@@ -1,28 +1,32 @@
 """Terminal and JSON rendering of evaluated windows (``replay``, ``demo``).
 
-Besides the drift verdicts, a window's summary ``details`` may hold joint
-(multivariate) drift, attribution drift with its drift-impact ranking, and
-online change points (see :mod:`monitor.evaluate`). The ``*_cell`` functions
+Besides the drift verdicts, a window's result may hold joint (multivariate)
+drift, attribution drift with its drift-impact ranking, and online change
+points (see :mod:`detectors.window_result`). The ``*_cell`` functions
 turn each into one short table cell, ``"-"`` when the window has no such
 result (the model's config lacks the section, or the window had too few
 rows); :func:`fitted_table` leaves out the least important columns when a
 table would not fit the terminal. The JSON output carries the full results
-under :data:`DETAIL_KEYS`.
+under :data:`DETAIL_KEYS`, as the store writes them.
 """
 
 from __future__ import annotations
 
-from collections.abc import Collection, Mapping, Sequence
+import math
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 from rich.console import Console, JustifyMethod
 from rich.table import Table
 
-from monitor.evaluate import WindowOutcome
-from monitor.replay import ReplayResult
+from detectors.window_result import AnalysisError, ChangePoint, WindowResult
+from monitor.store.result_json import window_details
+
+if TYPE_CHECKING:  # a type only: importing the replay would load the service
+    from monitor.replay import ReplayResult
 
 #: The window ``details`` keys of the joint, attribution and change-detection results.
 DETAIL_KEYS = ("multivariate", "attribution", "drift_impact", "change_detection")
@@ -40,87 +44,77 @@ def clock(epoch: float) -> str:
     return datetime.fromtimestamp(epoch, UTC).strftime("%H:%M:%S")
 
 
-def joint_cell(details: Mapping[str, Any]) -> str:
+def joint_cell(result: WindowResult) -> str:
     """``no``, or the (abbreviated) multivariate methods that found joint drift."""
-    joint = details.get("multivariate")
-    if not joint:
+    joint = result.joint_drift
+    if joint is None:
         return "-"
-    if "error" in joint:
+    if isinstance(joint, AnalysisError):
         return "[yellow]error[/]"
-    flagged = [
-        METHOD_ABBREVIATIONS.get(m["method"], m["method"])
-        for m in joint.get("methods", ())
-        if m.get("drift")
-    ]
+    flagged = [METHOD_ABBREVIATIONS.get(m, m) for m in joint.flagged]
     return f"[red]{' '.join(flagged)}[/]" if flagged else "no"
 
 
-def attribution_cell(details: Mapping[str, Any]) -> str:
+def attribution_cell(result: WindowResult) -> str:
     """``no``, or the feature whose attribution (mean |SHAP|) moved most, ``+N`` more drifted.
 
     ``shares`` when no single feature drifted but the shares of importance did.
     """
-    attribution = details.get("attribution")
-    if not attribution:
+    attribution = result.attribution
+    if attribution is None:
         return "-"
-    if "error" in attribution:
+    if isinstance(attribution, AnalysisError):
         return "[yellow]error[/]"
-    if not attribution.get("drift"):
+    if not attribution.drift:
         return "no"
-    # The features come drifted first, largest relative change first (by_change order).
-    drifted = [f["name"] for f in attribution.get("features", ()) if f.get("drift")]
+    # Largest relative change first (by_change order).
+    drifted = [f.name for f in attribution.report.drifted]
     if not drifted:
         return "[red]shares[/]"
     more = f" +{len(drifted) - 1}" if len(drifted) > 1 else ""
     return f"[red]{drifted[0]}{more}[/]"
 
 
-def impact_cell(details: Mapping[str, Any], drifted: Collection[str] | None = None) -> str:
+def impact_cell(result: WindowResult, drifted: Collection[str] | None = None) -> str:
     """The feature of largest drift impact (drift statistic x reference importance).
 
     Dimmed when ``drifted`` (the window's drifted features) does not hold it: the
     top of the ranking of a window without drift is only the largest noise.
     """
-    ranking = details.get("drift_impact")
-    if not ranking or ranking[0].get("impact") is None:
+    ranking = result.drift_impact
+    if not ranking or math.isnan(ranking[0].impact):
         return "-"
-    name = str(ranking[0]["name"])
+    name = ranking[0].name
     return f"[dim]{name}[/]" if drifted is not None and name not in drifted else name
 
 
-def first_changes(details: Mapping[str, Any]) -> dict[str, tuple[dict[str, Any], int]]:
+def first_changes(result: WindowResult) -> dict[str, tuple[ChangePoint, int]]:
     """Per stream with a change point: the earliest one (any detector) and how many were found.
 
     The count is the largest ``n_changes`` of the stream's detectors.
     """
-    found = (details.get("change_detection") or {}).get("streams") or {}
-    first = {}
-    for stream, result in found.items():
-        detectors = list(result.get("detectors", {}).values())
-        changes = [c for d in detectors for c in d.get("changes", ())]
-        if changes:
-            total = max(int(d.get("n_changes", 0)) for d in detectors)
-            first[stream] = (min(changes, key=lambda c: int(c["index"])), total)
-    return first
+    found = result.change_detection
+    return {} if found is None else found.first_changes()
 
 
-def changes_cell(details: Mapping[str, Any]) -> str:
+def changes_cell(result: WindowResult) -> str:
     """The first change point found in the window, as ``HH:MM:SS`` (``#index`` without a time).
 
     ``+N`` counts further changes; a stream's name precedes its change when
     more than one stream ran. ``no``: the streams had points but no change;
     ``-``: no points (no labels yet for the error stream) or not configured.
     """
-    streams = (details.get("change_detection") or {}).get("streams") or {}
+    found = result.change_detection
+    streams = {} if found is None else found.streams
     cells = []
-    for stream, (change, total) in first_changes(details).items():
-        time = change.get("event_time")
-        text = clock(time) if time is not None else f"#{change['index']}"
+    for stream, (change, total) in first_changes(result).items():
+        time = change.event_time
+        text = clock(time) if time is not None else f"#{change.index}"
         text += f" +{total - 1}" if total > 1 else ""
         cells.append(f"{stream} {text}" if len(streams) > 1 else text)
     if cells:
         return "[red]" + ", ".join(cells) + "[/]"
-    return "no" if any(r.get("points") for r in streams.values()) else "-"
+    return "no" if any(r.points for r in streams.values()) else "-"
 
 
 @dataclass(frozen=True, slots=True)
@@ -198,10 +192,9 @@ def _natural_width(console: Console, table: Table) -> int:
     return console.measure(table, options=console.options.update_width(1_000_000)).maximum
 
 
-def window_row(outcome: WindowOutcome) -> list[str]:
+def window_row(result: WindowResult) -> list[str]:
     """One window as the cells of :data:`WINDOW_COLUMNS`."""
-    summary, report = outcome.summary, outcome.report
-    details = summary.details
+    report = result.drift
     if report is None:
         verdict, share, drifted, prediction = "too few rows", "-", "-", "-"
         impact = "-"
@@ -212,23 +205,35 @@ def window_row(outcome: WindowOutcome) -> list[str]:
         prediction = "-"
         if report.prediction is not None:
             prediction = "DRIFT" if report.prediction.drift else "ok"
-        impact = impact_cell(details, {f.name for f in report.drifted})
+        impact = impact_cell(result, {f.name for f in report.drifted})
     return [
-        when(summary.window_start),
-        f"{summary.rows:,}",
+        when(result.window_start),
+        f"{result.rows:,}",
         verdict,
         share,
         drifted,
         prediction,
-        joint_cell(details),
-        attribution_cell(details),
+        joint_cell(result),
+        attribution_cell(result),
         impact,
-        changes_cell(details),
+        changes_cell(result),
     ]
 
 
-#: The columns of :func:`windows_table`, each with the ``details`` key it shows (None: always
-#: shown; the others only when some window has that key).
+def _present(result: WindowResult) -> set[str]:
+    """The optional columns' keys that ``result`` has a value for."""
+    present = set()
+    if result.joint_drift is not None:
+        present.add("multivariate")
+    if result.attribution is not None:
+        present.update(("attribution", "drift_impact"))
+    if result.change_detection is not None:
+        present.add("change_detection")
+    return present
+
+
+#: The columns of :func:`windows_table`, each with the result it shows (None: always shown;
+#: the others only when some window has that result).
 WINDOW_COLUMNS: tuple[tuple[Column, str | None], ...] = (
     (Column("window start (UTC)"), None),
     (Column("rows", justify="right"), None),
@@ -243,14 +248,12 @@ WINDOW_COLUMNS: tuple[tuple[Column, str | None], ...] = (
 )
 
 
-def windows_table(
-    outcomes: list[WindowOutcome], title: str, console: Console | None = None
-) -> Table:
+def windows_table(results: list[WindowResult], title: str, console: Console | None = None) -> Table:
     """Return a table of windows, oldest first, fitted to ``console``'s width when given."""
-    present = {key for o in outcomes for key in o.summary.details}
+    present = set().union(*map(_present, results)) if results else set()
     keep = [k for k, (_, key) in enumerate(WINDOW_COLUMNS) if key is None or key in present]
     columns = [WINDOW_COLUMNS[k][0] for k in keep]
-    rows = [[cells[k] for k in keep] for cells in map(window_row, outcomes)]
+    rows = [[cells[k] for k in keep] for cells in map(window_row, results)]
     return fitted_table(columns, rows, console, title=title, title_justify="left")
 
 
@@ -271,17 +274,17 @@ def windows_json(result: ReplayResult) -> bytes:
     (joint drift, attribution drift and drift impact, change points), as stored.
     """
     windows: list[dict[str, Any]] = []
-    for outcome in result.windows:
-        summary = outcome.summary
+    for window in result.windows:
+        details = window_details(window)
         windows.append(
             {
-                "model": summary.model,
-                "start": summary.window_start,
-                "end": summary.window_end,
-                "rows": summary.rows,
-                "status": summary.status,
-                "report": None if outcome.report is None else outcome.report.to_dict(),
-                **{k: summary.details[k] for k in DETAIL_KEYS if k in summary.details},
+                "model": window.model,
+                "start": window.window_start,
+                "end": window.window_end,
+                "rows": window.rows,
+                "status": window.status,
+                "report": None if window.drift is None else window.drift.to_dict(),
+                **{k: details[k] for k in DETAIL_KEYS if k in details},
             }
         )
     payload = {

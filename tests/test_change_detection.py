@@ -22,16 +22,21 @@ import pytest
 from pydantic import ValidationError
 
 from detectors.online import ONLINE_DETECTORS
-from monitor.change_detection import (
-    MAX_LISTED_CHANGES,
-    Point,
-    change_points,
-    error_points,
-    score_points,
-)
+from monitor import change_detection
+from monitor.change_detection import MAX_LISTED_CHANGES, Point, error_points, score_points
 from monitor.change_detection_config import DEFAULT_SEED, ChangeDetectionSection
 from monitor.config import PredictionSection
+from monitor.store.result_json import change_detection_from_json, change_detection_json
 from monitor.store.rows import JoinedPrediction
+
+
+def change_points(section: ChangeDetectionSection, **streams: Any) -> dict[str, Any]:
+    """The detectors' findings as the store keeps them (a typed result through its mapper)."""
+    found = change_detection.change_points(section, **streams)
+    stored = change_detection_json(found)
+    assert change_detection_from_json(stored) == found  # the mapper loses nothing
+    return stored
+
 
 #: First changed value of the error streams (2,000 values) and of the score streams (3,000).
 ERROR_CHANGE = 1000

@@ -22,6 +22,7 @@ from monitor.config import ModelConfig, PredictionSection
 from monitor.labels import stored_label
 from monitor.quality import estimated_metrics, estimated_performance, model_quality
 from monitor.runtime import ESTIMATOR_KEY, ModelRuntime, StoredReference, build_reference
+from monitor.store.result_json import estimated_performance_from_json, estimated_performance_json
 from monitor.store.rows import JoinedPrediction
 
 
@@ -163,14 +164,16 @@ def test_the_estimate_is_cbpe_on_the_same_scores() -> None:
     y = (rng.random(5000) < p).astype(int)
     estimator = CBPE.fit(y, p)
     scores = list(rng.random(700))
-    estimate = estimated_performance(estimator, scores, window_rows=800)
+    result = estimated_performance(estimator, scores, window_rows=800)
+    estimate = estimated_performance_json(result)
     direct = estimator.estimate(scores)
     for name in ("accuracy", "f1", "roc_auc", "precision", "recall", "roc_auc_bound"):
         assert estimate[name] == getattr(direct, name), name
     assert (estimate["rows"], estimate["window_rows"], estimate["coverage"]) == (700, 800, 0.875)
     assert estimate["estimator"] == estimator.model
     assert estimate["positive_label"] == "1"
-    assert estimated_metrics(estimate) == {
+    assert estimated_performance_from_json(estimate) == result
+    assert estimated_metrics(result) == {
         "roc_auc": direct.roc_auc,
         "accuracy": direct.accuracy,
         "f1": direct.f1,

@@ -16,6 +16,7 @@ from sqlalchemy import ColumnElement, delete, exists, func, or_, select, update
 from sqlalchemy.engine import URL, Connection, Engine
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
+from detectors.window_result import WindowResult
 from monitor.store import _sql
 from monitor.store.engine import SUPPORTED_DIALECTS, WRITE_OPTION, create_engine
 from monitor.store.errors import StoreError
@@ -31,6 +32,7 @@ from monitor.store.models import (
     WindowClaim,
     WindowSummary,
 )
+from monitor.store.result_json import window_result_from_rows, window_result_rows
 from monitor.store.rows import (
     FeatureResultRow,
     JoinedPrediction,
@@ -415,7 +417,21 @@ class Store:
             connection.execute(_sql.upsert(self._dialect, WindowSummary), [summary_values])
             connection.execute(claim)
 
+    def save_window_result(self, result: WindowResult) -> None:
+        """Store an evaluated window's typed result (:func:`finish_window` of its mapped rows)."""
+        summary, features = window_result_rows(result)
+        self.finish_window(result.model, result.window_start, summary, features)
+
     # --- results ---------------------------------------------------------------------------
+
+    def window_results(
+        self, model: str, limit: int, before: float | None = None
+    ) -> list[WindowResult]:
+        """Return up to ``limit`` typed results of ``model``, newest window first (as summaries)."""
+        return [
+            window_result_from_rows(s, self.feature_results(model, s.window_start))
+            for s in self.window_summaries(model, limit, before)
+        ]
 
     def window_summaries(
         self, model: str, limit: int, before: float | None = None

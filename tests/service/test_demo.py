@@ -17,8 +17,21 @@ import pytest
 from rich import box
 from rich.console import Console
 
+from detectors.attribution import AttributionDriftReport, DriftImpact, FeatureAttributionDrift
+from detectors.decisions import Correction
+from detectors.multivariate.base import MultivariateResult
+from detectors.window_result import (
+    AnalysisError,
+    AttributionDrift,
+    ChangeDetection,
+    ChangePoint,
+    DetectorChanges,
+    JointDrift,
+    JointMethodResult,
+    StreamChanges,
+    WindowResult,
+)
 from monitor.demo import COLUMNS, DRIFTED, T0, WINDOW_S, DemoPlan, run_demo
-from monitor.evaluate import WindowOutcome
 from monitor.replay import ReplayResult
 from monitor.report import (
     attribution_cell,
@@ -31,7 +44,7 @@ from monitor.report import (
     windows_json,
     windows_table,
 )
-from monitor.store.rows import WindowSummaryRow
+from monitor.store.result_json import window_details
 
 
 def listening(host: str, port: int) -> bool:
@@ -52,24 +65,24 @@ def test_demo_detects_injected_drift_and_leaves_nothing_running():
     assert set(evaluated) >= set(range(plan.windows - 1))
     clean, drifted = range(plan.drift_from), range(plan.drift_from, plan.windows - 1)
     for index in clean:
-        details = evaluated[index].details
+        details = window_details(evaluated[index])
         assert not evaluated[index].dataset_drift, index
         assert details["attribution"]["drift"] is False, (index, details["attribution"])
         # No change point in the error stream where the outcome never flips.
         assert details["change_detection"]["streams"]["error"]["points"] > 0, index
-        assert first_changes(details) == {}, (index, details["change_detection"])
+        assert first_changes(evaluated[index]) == {}, (index, details["change_detection"])
     # Each joint-drift method errs at its alpha (1%) by design -- pca_reconstruction at about
     # 4% a window on this data -- so one false alarm among the clean windows is tolerated (the
     # seeded data has none); a broken comparison would flag every clean window.
     false_alarms = [
         (index, method["method"])
         for index in clean
-        for method in evaluated[index].details["multivariate"]["methods"]
+        for method in window_details(evaluated[index])["multivariate"]["methods"]
         if method["drift"]
     ]
     assert len(false_alarms) <= 1, false_alarms
     for index in drifted:
-        details = evaluated[index].details
+        details = window_details(evaluated[index])
         assert evaluated[index].dataset_drift, index
         # Income and utilization shift and tenure no longer follows age: every method sees it.
         assert details["multivariate"]["drift"] is True, index
@@ -81,11 +94,12 @@ def test_demo_detects_injected_drift_and_leaves_nothing_running():
         assert details["drift_impact"][0]["name"] in DRIFTED, details["drift_impact"]
     # The outcome flips halfway through window drift_from: ADWIN finds it there, after the flip.
     onset = evaluated[plan.drift_from]
-    assert onset.details["labelled"] > 0.7 * plan.per_window, "its labels were not all counted"
-    change, _ = first_changes(onset.details)["error"]
-    assert onset.window_start + WINDOW_S / 2 < change["event_time"] < onset.window_end
+    assert onset.labelled > 0.7 * plan.per_window, "its labels were not all counted"
+    change, _ = first_changes(onset)["error"]
+    assert change.event_time is not None
+    assert onset.window_start + WINDOW_S / 2 < change.event_time < onset.window_end
     for index in drifted[1:]:
-        assert first_changes(evaluated[index].details) == {}, index
+        assert first_changes(evaluated[index]) == {}, index
 
     text = output.getvalue()
     assert "drift injected into income and utilization" in text
@@ -93,7 +107,7 @@ def test_demo_detects_injected_drift_and_leaves_nothing_running():
     onset_row = re.search(rf"#{plan.drift_from} \*.*", text)
     assert onset_row is not None
     assert "pca mmd" in onset_row.group()
-    assert clock(change["event_time"]) in onset_row.group()
+    assert clock(change.event_time) in onset_row.group()
     # The demo's broker and HTTP API are gone once it returns.
     broker = re.search(r"Broker 127\.0\.0\.1:(\d+)", text)
     api = re.search(r"API http://127\.0\.0\.1:(\d+)", text)
@@ -108,84 +122,152 @@ def test_demo_detects_injected_drift_and_leaves_nothing_running():
 START = T0 + 6 * WINDOW_S
 
 
-def joint(*flags: tuple[str, bool]) -> dict[str, Any]:
-    return {
-        "drift": any(f for _, f in flags),
-        "methods": [{"method": m, "drift": f} for m, f in flags],
+def result(**fields: Any) -> WindowResult:
+    """A window's result with only ``fields`` set (as a window of too few rows, or drifted)."""
+    base: dict[str, Any] = {
+        "model": "credit-risk",
+        "window_start": START,
+        "window_end": START + WINDOW_S,
+        "rows": 10,
+        "status": "insufficient_data",
+        "profile_version": 1,
     }
+    return WindowResult(**(base | fields))
 
 
-def attribution(*features: tuple[str, bool], share_drift: bool = False) -> dict[str, Any]:
+def joint(*flags: tuple[str, bool]) -> JointDrift:
+    return JointDrift(
+        rows_reference=500,
+        rows_current=300,
+        methods=tuple(
+            JointMethodResult(
+                result=MultivariateResult(
+                    method=m,
+                    statistic=1.0,
+                    threshold=0.5,
+                    p_value=None,
+                    drift=f,
+                    n_reference=500,
+                    n_current=300,
+                    n_features=3,
+                    alpha=0.01,
+                    seed=0,
+                )
+            )
+            for m, f in flags
+        ),
+    )
+
+
+def attribution(*features: tuple[str, bool], share_drift: bool = False) -> AttributionDrift:
+    """Attribution drift of ``features``, listed by decreasing relative change."""
     drift = share_drift or any(f for _, f in features)
-    listed = [{"name": n, "drift": f} for n, f in features]
-    return {
-        "source": "explanations",
-        "drift": drift,
-        "share_drift": share_drift,
-        "features": listed,
-    }
+    listed = tuple(
+        FeatureAttributionDrift(
+            name=n,
+            reference_mean_abs=0.1,
+            current_mean_abs=0.1 * (2 + len(features) - k),
+            relative_change=float(1 + len(features) - k),
+            reference_share=0.3,
+            current_share=0.3,
+            reference_mean=0.0,
+            current_mean=0.0,
+            z=None,
+            p_value=None,
+            p_threshold=None,
+            threshold=0.5,
+            drift=f,
+            n_reference=500,
+            n_current=300,
+        )
+        for k, (n, f) in enumerate(features)
+    )
+    report = AttributionDriftReport(
+        features=listed,
+        share_distance=0.3 if share_drift else 0.0,
+        share_threshold=0.2,
+        share_drift=share_drift,
+        drift=drift,
+        threshold=0.5,
+        alpha=None,
+        correction=Correction.NONE,
+        rows_reference=500,
+        rows_current=300,
+    )
+    return AttributionDrift(source="explanations", report=report)
 
 
-def changes(**streams: list[tuple[int, float | None]]) -> dict[str, Any]:
-    return {
-        "streams": {
-            name: {
-                "points": 480,
-                "detectors": {
-                    "adwin": {
-                        "changes": [{"index": i, "event_time": t} for i, t in found],
-                        "n_changes": len(found),
-                        "detected": bool(found),
-                    }
+def ranked(*rows: tuple[str, float, float, float]) -> tuple[DriftImpact, ...]:
+    return tuple(DriftImpact(name=n, statistic=s, importance=i, impact=x) for n, s, i, x in rows)
+
+
+def changes(points: int = 480, **streams: list[tuple[int, float | None]]) -> ChangeDetection:
+    return ChangeDetection(
+        max_points=100_000,
+        parameters={"adwin": {"delta": 0.002}},
+        streams={
+            name: StreamChanges(
+                points=points,
+                skipped=0,
+                dropped=0,
+                first_event_time=None,
+                last_event_time=None,
+                detectors={
+                    "adwin": DetectorChanges(
+                        points=points,
+                        changes=tuple(ChangePoint(index=i, event_time=t) for i, t in found),
+                        n_changes=len(found),
+                        detected=bool(found),
+                    )
                 },
-            }
+            )
             for name, found in streams.items()
-        }
-    }
+        },
+    )
 
 
 def test_joint_cell_names_the_methods_that_flagged():
-    assert joint_cell({}) == "-"
-    assert joint_cell({"multivariate": {"error": "no sample"}}) == "[yellow]error[/]"
+    assert joint_cell(result()) == "-"
+    assert joint_cell(result(joint_drift=AnalysisError(message="no sample"))) == "[yellow]error[/]"
     assert (
-        joint_cell({"multivariate": joint(("pca_reconstruction", False), ("mmd", False))}) == "no"
+        joint_cell(result(joint_drift=joint(("pca_reconstruction", False), ("mmd", False)))) == "no"
     )
     flagged = joint(("pca_reconstruction", True), ("mmd", False), ("domain_classifier", True))
-    assert joint_cell({"multivariate": flagged}) == "[red]pca clf[/]"
+    assert joint_cell(result(joint_drift=flagged)) == "[red]pca clf[/]"
 
 
 def test_attribution_cell_names_the_largest_change_and_counts_the_rest():
-    assert attribution_cell({}) == "-"
-    assert attribution_cell({"attribution": {"error": "no explanations"}}) == "[yellow]error[/]"
-    assert attribution_cell({"attribution": attribution(("age", False))}) == "no"
+    assert attribution_cell(result()) == "-"
+    failed = AnalysisError(message="no explanations", source="explanations")
+    assert attribution_cell(result(attribution=failed)) == "[yellow]error[/]"
+    assert attribution_cell(result(attribution=attribution(("age", False)))) == "no"
     # Features come drifted first, largest relative change first (AttributionDriftReport order).
     moved = attribution(("income", True), ("utilization", True), ("age", False))
-    assert attribution_cell({"attribution": moved}) == "[red]income +1[/]"
+    assert attribution_cell(result(attribution=moved)) == "[red]income +1[/]"
     shares = attribution(("age", False), share_drift=True)
-    assert attribution_cell({"attribution": shares}) == "[red]shares[/]"
+    assert attribution_cell(result(attribution=shares)) == "[red]shares[/]"
 
 
 def test_impact_cell_is_the_top_of_the_ranking_dimmed_when_it_did_not_drift():
-    ranking = [
-        {"name": "utilization", "statistic": 0.3, "importance": 0.3, "impact": 0.09},
-        {"name": "income", "statistic": 0.25, "importance": 0.2, "impact": 0.05},
-    ]
-    assert impact_cell({}) == "-"
-    assert impact_cell({"drift_impact": ranking}) == "utilization"
-    assert impact_cell({"drift_impact": ranking}, {"income", "utilization"}) == "utilization"
-    assert impact_cell({"drift_impact": ranking}, set()) == "[dim]utilization[/]"
+    ranking = result(
+        drift_impact=ranked(("utilization", 0.3, 0.3, 0.09), ("income", 0.25, 0.2, 0.05))
+    )
+    assert impact_cell(result()) == "-"
+    assert impact_cell(ranking) == "utilization"
+    assert impact_cell(ranking, {"income", "utilization"}) == "utilization"
+    assert impact_cell(ranking, set()) == "[dim]utilization[/]"
 
 
 def test_changes_cell_shows_the_first_change_as_a_time_or_an_index():
-    assert changes_cell({}) == "-"
-    no_points = {"streams": {"error": {"points": 0, "detectors": {}}}}
-    assert changes_cell({"change_detection": no_points}) == "-"
-    assert changes_cell({"change_detection": changes(error=[])}) == "no"
+    assert changes_cell(result()) == "-"
+    no_points = changes(points=0, error=[])
+    assert changes_cell(result(change_detection=no_points)) == "-"
+    assert changes_cell(result(change_detection=changes(error=[]))) == "no"
     found = changes(error=[(350, START + 39.0), (120, START + 21.5)])
-    assert changes_cell({"change_detection": found}) == "[red]08:06:21 +1[/]"
-    assert first_changes({"change_detection": found})["error"][0]["index"] == 120
+    assert changes_cell(result(change_detection=found)) == "[red]08:06:21 +1[/]"
+    assert first_changes(result(change_detection=found))["error"][0].index == 120
     untimed = changes(error=[(300, None)], score=[])
-    assert changes_cell({"change_detection": untimed}) == "[red]error #300[/]"
+    assert changes_cell(result(change_detection=untimed)) == "[red]error #300[/]"
 
 
 def window(index: int, drift: bool) -> list[str]:
@@ -236,47 +318,26 @@ def test_demo_table_fits_the_terminal_and_keeps_the_new_columns(width):
 
 
 def test_replay_table_and_json_carry_the_new_details():
-    details = {
-        "multivariate": joint(("pca_reconstruction", True), ("mmd", True)),
-        "attribution": attribution(("income", True)),
-        "drift_impact": [{"name": "income", "statistic": 0.3, "importance": 0.3, "impact": 0.09}],
-        "change_detection": changes(error=[(200, START + 30.0)]),
-        "quality": {},
-    }
-    summary = WindowSummaryRow(
-        model="credit-risk",
-        window_start=START,
-        window_end=START + WINDOW_S,
-        rows=10,
-        status="insufficient_data",
-        dataset_drift=False,
-        drift_share=0.0,
-        details=details,
+    window = result(
+        joint_drift=joint(("pca_reconstruction", True), ("mmd", True)),
+        attribution=attribution(("income", True)),
+        drift_impact=ranked(("income", 0.3, 0.3, 0.09)),
+        change_detection=changes(error=[(200, START + 30.0)]),
     )
-    result = ReplayResult(counted=10, windows=[WindowOutcome(summary, None)])
+    details = window_details(window)
+    replayed = ReplayResult(counted=10, windows=[window])
     console = Console(file=io.StringIO(), width=200)
-    console.print(windows_table(result.windows, "Windows", console))
+    console.print(windows_table(replayed.windows, "Windows", console))
     text = console.file.getvalue()
     assert re.search(r"joint +┃ attrib\. +┃ top impact +┃ changes", text), text
     for shown in ("pca mmd", "income", "08:06:30"):
         assert shown in text, (shown, text)
-    (window_json,) = orjson.loads(windows_json(result))["windows"]
+    (window_json,) = orjson.loads(windows_json(replayed))["windows"]
     for key in ("multivariate", "attribution", "drift_impact", "change_detection"):
         assert window_json[key] == details[key]
     assert "quality" not in window_json
     # Without those details (sections not configured) the columns are left out.
-    plain = WindowOutcome(
-        WindowSummaryRow(
-            model="m",
-            window_start=START,
-            window_end=START + WINDOW_S,
-            rows=10,
-            status="insufficient_data",
-            dataset_drift=False,
-            drift_share=0.0,
-        ),
-        None,
-    )
+    plain = result(model="m")
     console = Console(file=io.StringIO(), width=200)
     console.print(windows_table([plain], "Windows", console))
     assert "joint" not in console.file.getvalue()

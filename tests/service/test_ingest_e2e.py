@@ -124,7 +124,7 @@ def test_drift_from_the_injected_window_on_and_equal_to_check(any_broker, tmp_pa
     finally:
         ingestor.close()
     evaluator = Evaluator(config, store, runtimes, metrics, owner="test")
-    evaluated = {o.summary.window_start: o for o in evaluator.run_once()}
+    evaluated = {o.window_start: o for o in evaluator.run_once()}
 
     # The last window only moves the watermark; every earlier one is evaluated once.
     assert set(evaluated) >= {stream.window_start(i) for i in range(stream.windows - 1)}
@@ -132,8 +132,8 @@ def test_drift_from_the_injected_window_on_and_equal_to_check(any_broker, tmp_pa
     reference = stream.reference()
     for index in range(stream.windows - 1):
         outcome = evaluated[stream.window_start(index)]
-        assert outcome.summary.rows == stream.per_window
-        report = outcome.report
+        assert outcome.rows == stream.per_window
+        report = outcome.drift
         assert report is not None
         drifted = {f.name for f in report.features if f.drift}
         assert drifted == (set(DRIFTED) if index >= stream.drift_from else set()), index
@@ -145,9 +145,7 @@ def test_drift_from_the_injected_window_on_and_equal_to_check(any_broker, tmp_pa
             config.model("credit").drift.settings(),
             prediction="prediction",
         )
-        stored = {
-            r.feature: r for r in store.feature_results("credit", outcome.summary.window_start)
-        }
+        stored = {r.feature: r for r in store.feature_results("credit", outcome.window_start)}
         for feature in (*expected.features, expected.prediction):
             assert feature is not None
             assert stored[feature.name].statistic == pytest.approx(feature.statistic, rel=1e-12)

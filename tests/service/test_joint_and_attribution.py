@@ -33,6 +33,7 @@ from monitor.metrics import Metrics
 from monitor.replay import replay
 from monitor.runtime import PREDICTION, StoredReference, build_reference, record_keys
 from monitor.store import Store
+from monitor.store.result_json import window_details
 
 T0 = 1_800_000_000.0
 ROWS = 800  # per window
@@ -142,11 +143,11 @@ def test_a_correlation_that_breaks_is_found_by_every_method_and_no_marginal_test
     assert stored.profile.sample is not None
     assert stored.profile.sample.rows == 1500
     specs = stored.profile.specs
-    windows = {round((o.summary.window_start - T0) / 60): o for o in result.windows}
+    windows = {round((o.window_start - T0) / 60): o for o in result.windows}
     assert sorted(windows) == list(range(WINDOWS))
     marginal = {False: 0, True: 0}  # univariate x/y flags in unchanged / changed windows
     for index, outcome in windows.items():
-        joint = outcome.summary.details["multivariate"]
+        joint = window_details(outcome)["multivariate"]
         # The same methods on the same samples, run directly.
         current = window_sample(frames[index], 1 + index * ROWS, 700, specs)
         expected = [
@@ -161,12 +162,12 @@ def test_a_correlation_that_breaks_is_found_by_every_method_and_no_marginal_test
         changed = index >= CHANGE_FROM
         assert [m["drift"] for m in joint["methods"]] == [changed] * 3, (index, joint)
         assert joint["drift"] is changed
-        assert outcome.report is not None
-        marginal[changed] += sum(f.drift for f in outcome.report.features if f.name in ("x", "y"))
+        assert outcome.drift is not None
+        marginal[changed] += sum(f.drift for f in outcome.drift.features if f.name in ("x", "y"))
     # Marginals do not move: the univariate tests flag x and y no more often (by chance)
     # after the change than before it.
     assert marginal[True] <= marginal[False] + 1, marginal
-    last = windows[WINDOWS - 1].summary.details["multivariate"]["methods"]
+    last = window_details(windows[WINDOWS - 1])["multivariate"]["methods"]
     for method in last:
         labels = {"model": "joint", "method": method["method"]}
         assert registry.get_sample_value("driftline_multivariate_drift_detected", labels) == 1.0
@@ -204,8 +205,8 @@ def test_attribution_from_the_records_explanations_ranks_the_feature_the_model_u
     registry = CollectorRegistry()
     result = replay(config, log, Metrics(registry))
     for outcome in result.windows:
-        index = round((outcome.summary.window_start - T0) / 60)
-        details = outcome.summary.details
+        index = round((outcome.window_start - T0) / 60)
+        details = window_details(outcome)
         current = AttributionSummary.from_values(pd.DataFrame(explanations(index, frames[index])))
         expected = attribution_drift(
             stored.attribution, current, threshold=0.25, alpha=0.05, share_threshold=0.1
@@ -213,9 +214,9 @@ def test_attribution_from_the_records_explanations_ranks_the_feature_the_model_u
         assert details["attribution"] == {"source": "explanations", **expected.to_dict()}
         drifted = {f["name"] for f in details["attribution"]["features"] if f["drift"]}
         assert drifted == ({"y"} if index >= CHANGE_FROM else set()), (index, drifted)
-        assert outcome.report is not None
+        assert outcome.drift is not None
         ranking = drift_impact_ranking(
-            comparable_statistics(outcome.report), stored.attribution.importance()
+            comparable_statistics(outcome.drift), stored.attribution.importance()
         )
         assert [d["name"] for d in details["drift_impact"]] == [d.name for d in ranking]
         if index >= CHANGE_FROM:
@@ -251,8 +252,8 @@ def test_attribution_from_a_model_explains_the_window_sample(tmp_path):
     result = replay(config, log)
     specs = stored.profile.specs
     for outcome in result.windows:
-        index = round((outcome.summary.window_start - T0) / 60)
-        details = outcome.summary.details["attribution"]
+        index = round((outcome.window_start - T0) / 60)
+        details = window_details(outcome)["attribution"]
         sample = window_sample(frames[index], 1 + index * ROWS, 300, specs)
         shap = explain(model, sample_frame(sample, dict(specs)), max_tree_rows=300)
         current = AttributionSummary.from_values(shap.values)
@@ -327,7 +328,7 @@ def test_a_profile_stored_before_the_sections_reports_errors_not_results(tmp_pat
     log = tmp_path / "log.jsonl"
     write_log(log, window_frames(rho_after=0.9)[:2])
     result = replay(later, log)
-    details = result.windows[0].summary.details
+    details = window_details(result.windows[0])
     assert "without a row sample" in details["multivariate"]["error"]
     assert "without SHAP values" in details["attribution"]["error"]
     assert details["drift_impact"] == []

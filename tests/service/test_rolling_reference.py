@@ -45,8 +45,8 @@ def replayed(tmp_path: Path, stream: Stream, rolling: int | None) -> dict[int, s
     )
     result = replay(config, log)
     return {
-        round((o.summary.window_start - stream.window_start(0)) / 60): (
-            {f.name for f in o.report.features if f.drift} if o.report else set()
+        round((o.window_start - stream.window_start(0)) / 60): (
+            {f.name for f in o.drift.features if f.drift} if o.drift else set()
         )
         for o in result.windows
     }

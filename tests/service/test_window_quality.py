@@ -33,6 +33,7 @@ from fastapi.testclient import TestClient
 from sklearn import metrics as skm
 
 from detectors.performance import CBPE
+from monitor.store.result_json import window_details
 from monitor.tables import read_table
 from tests.servers import unique_name
 from tests.service.harness import (
@@ -381,10 +382,10 @@ def test_estimates_need_no_labels_and_no_request_ids(tmp_path: Path) -> None:
     result = replay(config, log)
     assert len(result.windows) == stream.windows
     for outcome in result.windows:
-        index = round((outcome.summary.window_start - stream.window_start(0)) / 60)
-        estimate = outcome.summary.details["estimated_performance"]
+        index = round((outcome.window_start - stream.window_start(0)) / 60)
+        estimate = window_details(outcome)["estimated_performance"]
         direct = estimator.estimate(stream.window_rows(index)["prediction"].to_numpy())
         assert (estimate["rows"], estimate["coverage"]) == (stream.per_window, 1.0)
         for name in ("accuracy", "f1", "roc_auc", "precision", "recall"):
             assert estimate[name] == pytest.approx(getattr(direct, name), rel=1e-9), name
-        assert outcome.summary.details["predictions_stored"] == 0
+        assert window_details(outcome)["predictions_stored"] == 0
