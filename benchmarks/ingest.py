@@ -20,7 +20,7 @@ What happens, in order:
 
    * ``bare``: a kafka-python ``KafkaConsumer`` in a group that polls (``max_poll_records``
      2000) and ``orjson``-decodes every value -- the floor any Python consumer pays;
-   * ``driftline``: the real :class:`monitor.ingest.Ingestor` (config in a temporary YAML
+   * ``driftline``: the real :class:`monitor.streaming.ingest.Ingestor` (config in a temporary YAML
      file, SQLite database in a temporary directory, ``checkpoint_interval_s`` 5 s, the
      model's reference profile built from the same generator and stored first), run as
      the service runs it: ``Ingestor.run`` on its own thread, stopped once every record
@@ -490,8 +490,8 @@ def write_config(directory: Path, bootstrap: str, topic: str, group: str, **opti
 
 def store_reference(config_path: Path, seed: int) -> None:
     """Build the model's reference profile from :func:`reference_frame` and store it."""
-    from monitor.config import ServiceConfig
-    from monitor.runtime import build_profile
+    from monitor.analyses.reference import build_profile
+    from monitor.config.service import ServiceConfig
     from monitor.store import Store
 
     config = ServiceConfig.load(config_path)
@@ -602,7 +602,7 @@ def bare_role(spec: dict[str, Any]) -> dict[str, Any]:
 def driftline_role(spec: dict[str, Any]) -> dict[str, Any]:
     """Child: the real Ingestor, run as the service runs it, until every record is stored.
 
-    ``Ingestor.run`` polls on its own thread (as in :class:`monitor.service.Service`);
+    ``Ingestor.run`` polls on its own thread (as in :class:`monitor.service.run.Service`);
     this thread watches the partitions' offsets every :data:`WATCH_S` seconds, starts
     the clocks when the first records are in and sets the stop event once all
     ``total`` records are aggregated; ``run`` then writes the final checkpoint and
@@ -613,11 +613,11 @@ def driftline_role(spec: dict[str, Any]) -> dict[str, Any]:
 
     from prometheus_client import CollectorRegistry
 
-    from monitor.config import ServiceConfig
-    from monitor.ingest import Ingestor
+    from monitor.config.service import ServiceConfig
     from monitor.metrics import Metrics
-    from monitor.service import load_runtimes
+    from monitor.service.run import load_runtimes
     from monitor.store import Store
+    from monitor.streaming.ingest import Ingestor
 
     total = spec["total"]
     config = ServiceConfig.load(spec["config"])

@@ -18,7 +18,7 @@ standard deviation (input drift that should not matter).
 Timed, each with the process's peak RSS (the kernel's peak mark is reset before
 each step, so a step's peak is its own plus what was already resident):
 
-* ``tree_shap``: :func:`monitor.explain.explain` (shap's TreeExplainer) on the
+* ``tree_shap``: :func:`monitor.analyses.explain.explain` (shap's TreeExplainer) on the
   current window's rows;
 * ``attribution_drift``: two :class:`~detectors.attribution.AttributionSummary`
   from the SHAP frames, their comparison and the drift-impact ranking against
@@ -132,7 +132,7 @@ def main() -> None:
         drift_impact_ranking,
     )
     from detectors.drift import compare_frames
-    from monitor.explain import DEFAULT_BACKGROUND_ROWS, explain
+    from monitor.analyses.explain import DEFAULT_BACKGROUND_ROWS, explain
 
     start = time.perf_counter()
     import shap  # type: ignore[import-untyped]  # noqa: F401 -- imported untimed, reported

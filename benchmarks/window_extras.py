@@ -6,12 +6,12 @@ Usage::
 
 Sketches one batch of seeded prediction records (15 numeric, 4 categorical and
 1 boolean feature, a score, three explanations) the way a partition's batch is
-sketched on ingest (:func:`monitor.runtime.sketch_records`), for a model
+sketched on ingest (:func:`monitor.streaming.sketching.sketch_records`), for a model
 without and with a ``multivariate`` section (a 1,000-row sample per window),
 once more with the window's sample already full after 10,000 and 100,000
 earlier records (only rows under its bound are encoded), and times the row
-keys (:func:`monitor.runtime.record_keys`) and the per-partial SHAP summary
-of the records' ``explanations`` (:func:`monitor.attribution.records_attribution`).
+keys (:func:`monitor.streaming.sketching.record_keys`) and the per-partial SHAP summary
+of the records' ``explanations`` (:func:`monitor.analyses.attribution.records_attribution`).
 Prints microseconds per record, the best of ``--repeat`` timings of each.
 """
 
@@ -24,10 +24,12 @@ from collections.abc import Callable
 import numpy as np
 import pandas as pd
 
-from monitor.attribution import records_attribution
-from monitor.config import ModelConfig
+from monitor.analyses.attribution import records_attribution
+from monitor.analyses.model import ModelRuntime
+from monitor.analyses.reference import build_profile
+from monitor.config.service import ModelConfig
 from monitor.records import PredictionRecord
-from monitor.runtime import ModelRuntime, build_profile, record_keys, sketch_records
+from monitor.streaming.sketching import record_keys, sketch_records
 
 
 def make_frame(rows: int, seed: int) -> pd.DataFrame:

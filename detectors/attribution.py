@@ -4,7 +4,7 @@ Feature drift asks whether the *inputs* moved; attribution drift asks whether
 the *reasons* for the model's outputs moved. It is computed from per-row SHAP
 values ``phi[i, j]`` (row ``i``, feature ``j``): the serving side may send
 them in the prediction record's ``explanations`` field, or
-``monitor.explain`` computes them from the model. A feature's importance is
+``monitor.analyses.explain`` computes them from the model. A feature's importance is
 its mean absolute SHAP value ``I_j = sum_i |phi[i, j]| / n_j`` over the
 ``n_j`` rows that have a value.
 

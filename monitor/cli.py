@@ -105,7 +105,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "reference":
             return _reference_build(args)
         if args.command == "demo":
-            from monitor.demo import main_demo
+            from monitor.demo.service import main_demo
 
             return main_demo(batch=args.batch, rows=args.rows, directory=Path(args.dir))
     except (ValueError, LookupError, ColumnTypeError, InvalidParameterError, OSError) as exc:
@@ -136,8 +136,9 @@ def _print_error(command: str, message: object) -> None:
 
 
 def _check(args: argparse.Namespace, *, whole_process: bool = False) -> int:
-    from monitor.check import render_table, run_check, to_json
-    from monitor.drift_config import load_check_config
+    from monitor.check.run import run_check, to_json
+    from monitor.config.drift import load_check_config
+    from monitor.presentation.check import render_table
 
     if whole_process:
         # What is imported by now lives until the process ends: the cyclic collector need not
@@ -180,9 +181,9 @@ def _run(args: argparse.Namespace) -> int:
     import logging
     import signal
 
-    from monitor.config import ServiceConfig
-    from monitor.kafka_security import config_secrets, redact_secrets_in_logs
-    from monitor.service import IngestionError, Service
+    from monitor.config.service import ServiceConfig
+    from monitor.service.run import IngestionError, Service
+    from monitor.streaming.kafka_security import config_secrets, redact_secrets_in_logs
 
     logging.basicConfig(
         level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
@@ -208,9 +209,9 @@ def _run(args: argparse.Namespace) -> int:
 def _replay(args: argparse.Namespace) -> int:
     from rich.console import Console
 
-    from monitor.config import ServiceConfig
-    from monitor.replay import replay
-    from monitor.report import print_windows, windows_json
+    from monitor.config.service import ServiceConfig
+    from monitor.presentation.windows import print_windows, windows_json
+    from monitor.service.replay import replay
 
     result = replay(ServiceConfig.load(args.config), Path(args.file))
     if args.format == "json":
@@ -225,14 +226,18 @@ def _reference_build(args: argparse.Namespace) -> int:
 
     A file whose prediction, target or score column is missing or ambiguous
     is refused before anything is stored (``ReferenceColumnsError``, exit 2);
-    see :func:`monitor.runtime.check_reference_columns`.
+    see :func:`monitor.analyses.reference.check_reference_columns`.
     """
     from rich.console import Console
 
-    from monitor.config import ServiceConfig
-    from monitor.runtime import build_reference, check_reference_columns, describe_reference
+    from monitor.analyses.reference import (
+        build_reference,
+        check_reference_columns,
+        describe_reference,
+    )
+    from monitor.config.service import ServiceConfig
+    from monitor.datafiles import read_table
     from monitor.store import Store
-    from monitor.tables import read_table
 
     config = ServiceConfig.load(args.config)
     model = config.model(args.model)

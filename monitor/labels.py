@@ -1,7 +1,7 @@
 """Labels as the store keeps them, ``str(value)``, read back for comparison and arithmetic.
 
-Window quality (:mod:`monitor.quality`) and the error stream of change
-detection (:mod:`monitor.change_detection`) compare stored labels with
+Window quality (:mod:`monitor.analyses.quality`) and the error stream of change
+detection (:mod:`monitor.analyses.change_detection`) compare stored labels with
 :func:`stored_label`, so that they match as
 :func:`detectors.labels.canonical_label` writes the original values, and read
 them as numbers with :func:`label_number`.

@@ -105,6 +105,8 @@ import orjson
 
 __all__ = [
     "DEFAULT_MAX_BYTES",
+    "LABEL_JSON_SCHEMA",
+    "PREDICTION_JSON_SCHEMA",
     "FeatureValue",
     "InvalidReason",
     "InvalidRecord",
@@ -115,6 +117,49 @@ __all__ = [
     "decode_prediction",
     "route",
 ]
+
+#: JSON Schemas of the two record kinds, as the HTTP API's OpenAPI description shows them.
+#: They describe the shape :func:`decode_prediction` and :func:`decode_label` accept (the
+#: decoders also check values: parseable times, finite numbers, sizes); tests/test_records.py
+#: checks on generated records that every record a decoder accepts is valid here and that
+#: records missing a required field or of a wrong type fail both.
+PREDICTION_JSON_SCHEMA: Final[dict[str, Any]] = {
+    "title": "PredictionRecord",
+    "type": "object",
+    "required": ["model", "features", "prediction"],
+    "properties": {
+        "model": {"type": "string"},
+        "model_version": {"type": ["string", "integer", "null"]},
+        "request_id": {"type": ["string", "integer", "null"]},
+        "timestamp": {
+            "type": ["string", "number", "null"],
+            "description": "ISO 8601 with offset, or epoch milliseconds; default: arrival time",
+        },
+        "features": {
+            "type": "object",
+            "additionalProperties": {"type": ["number", "string", "boolean", "null"]},
+        },
+        "prediction": {
+            "description": '{"label": ..., "score": ...}, a number, or a class',
+            "type": ["object", "number", "string", "integer", "boolean"],
+        },
+        "explanations": {"type": ["object", "null"], "additionalProperties": {"type": "number"}},
+    },
+}
+
+
+LABEL_JSON_SCHEMA: Final[dict[str, Any]] = {
+    "title": "LabelRecord",
+    "type": "object",
+    "required": ["model", "request_id", "label"],
+    "properties": {
+        "model": {"type": "string"},
+        "request_id": {"type": ["string", "integer"]},
+        "label": {"type": ["string", "number", "boolean"]},
+        "timestamp": {"type": ["string", "number", "null"]},
+    },
+}
+
 
 #: Default size limit of one encoded record: 1 MiB.
 DEFAULT_MAX_BYTES: Final = 1 << 20

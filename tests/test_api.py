@@ -1,4 +1,4 @@
-"""The HTTP API (monitor/api.py) on a real SQLite store, a fresh registry and the real broker.
+"""The HTTP API (monitor/http/app.py) on a real SQLite store, a fresh registry and the real broker.
 
 Unit tests inject a fake producer and broker check; the ``integration`` ones
 produce to the Tansu broker and read the topic back, check readiness against
@@ -23,15 +23,15 @@ from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from prometheus_client import CollectorRegistry
 
-from monitor.api import (
+from monitor.config.service import ServiceConfig
+from monitor.http.app import create_app
+from monitor.http.health import (
     BrokerUnreachable,
     CachedCheck,
-    create_app,
     kafka_broker_check,
     kafka_producer_factory,
-    serve,
 )
-from monitor.config import ServiceConfig
+from monitor.http.server import serve
 from monitor.metrics import CONTENT_TYPE, Metrics
 from monitor.store import FeatureResultRow, Store, WindowSummaryRow, create_engine
 from tests import servers

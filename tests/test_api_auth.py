@@ -1,7 +1,7 @@
-"""Authenticated HTTP writes (monitor/api.py, ``http`` in monitor/config.py).
+"""Authenticated HTTP writes (monitor/http/app.py, ``http`` in monitor/config/service.py).
 
 Every test that talks HTTP serves the real app with uvicorn on a free
-127.0.0.1 port (:func:`monitor.api.serve`) and sends real requests with
+127.0.0.1 port (:func:`monitor.http.app.serve`) and sends real requests with
 httpx2, on a real SQLite store; ``driftline run`` is started as a real process.
 """
 
@@ -21,10 +21,11 @@ import orjson
 import pytest
 from prometheus_client import CollectorRegistry
 
-from monitor.api import ApiServer, create_app, serve
-from monitor.config import ConfigError, ServiceConfig, is_loopback_host
+from monitor.config.service import ConfigError, ServiceConfig, is_loopback_host
+from monitor.http.app import create_app
+from monitor.http.server import ApiServer, serve
 from monitor.metrics import Metrics
-from monitor.service import Service
+from monitor.service.run import Service
 from monitor.store import Store
 from tests import servers
 
@@ -196,9 +197,9 @@ def test_no_token_hides_which_models_exist(running: Any, token: str) -> None:
 def test_writes_on_loopback_without_a_token_are_open_with_a_warning(
     running: Any, store: Store, caplog: pytest.LogCaptureFixture
 ) -> None:
-    with caplog.at_level(logging.WARNING, logger="monitor.api"):
+    with caplog.at_level(logging.WARNING, logger="monitor.http.app"):
         client = running(make_config())  # 127.0.0.1, no write_token_env
-    [warning] = [r for r in caplog.records if r.name == "monitor.api"]
+    [warning] = [r for r in caplog.records if r.name == "monitor.http.app"]
     assert warning.levelno == logging.WARNING
     assert "http.write_token_env" in warning.getMessage()
     assert "\n" not in warning.getMessage()

@@ -1,4 +1,4 @@
-"""Online change detection over a window's streams (monitor/change_detection.py).
+"""Online change detection over a window's streams (monitor/analyses/change_detection.py).
 
 Every detection is checked for equality with running the same detector of
 :mod:`detectors.online` directly over the same values, so the service adds no
@@ -22,10 +22,10 @@ import pytest
 from pydantic import ValidationError
 
 from detectors.online import ONLINE_DETECTORS
-from monitor import change_detection
-from monitor.change_detection import MAX_LISTED_CHANGES, Point, error_points, score_points
-from monitor.change_detection_config import DEFAULT_SEED, ChangeDetectionSection
-from monitor.config import PredictionSection
+from monitor.analyses import change_detection
+from monitor.analyses.change_detection import MAX_LISTED_CHANGES, Point, error_points, score_points
+from monitor.config.change_detection import DEFAULT_SEED, ChangeDetectionSection
+from monitor.config.service import PredictionSection
 from monitor.store.result_json import change_detection_from_json, change_detection_json
 from monitor.store.rows import JoinedPrediction
 
@@ -452,10 +452,11 @@ def test_other_invalid_sections(fields: dict[str, Any], expected: str):
 
 
 def test_importing_the_module_does_not_import_the_config():
-    # The analysis module stays light: it loads neither monitor.config (kafka, yaml)
-    # nor monitor.quality.
+    # The analysis module stays light: it loads neither monitor.config.service (kafka, yaml)
+    # nor monitor.analyses.quality.
     code = (
-        "import sys, monitor.change_detection; "
-        "assert 'monitor.config' not in sys.modules and 'monitor.quality' not in sys.modules"
+        "import sys, monitor.analyses.change_detection; "
+        "assert 'monitor.config.service' not in sys.modules; "
+        "assert 'monitor.analyses.quality' not in sys.modules"
     )
     subprocess.run([sys.executable, "-c", code], check=True)

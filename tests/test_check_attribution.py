@@ -12,8 +12,8 @@ import pytest
 from sklearn.ensemble import GradientBoostingRegressor
 
 from detectors.attribution import AttributionSummary
+from monitor.analyses.explain import explain
 from monitor.cli import EXIT_OK, EXIT_USAGE, main
-from monitor.explain import explain
 
 FEATURES = ["f0", "f1", "f2", "f3"]
 

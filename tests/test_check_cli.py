@@ -12,7 +12,7 @@ from scipy import stats
 
 from detectors.drift import compare_frames
 from monitor.cli import EXIT_DRIFT, EXIT_OK, EXIT_USAGE, main
-from monitor.demo_batch import DRIFTED, example_frame
+from monitor.demo.batch import DRIFTED, example_frame
 
 
 @pytest.fixture(scope="module")

@@ -11,7 +11,7 @@ import pytest
 from sklearn import metrics as skm
 
 from detectors.performance import CBPE
-from monitor.check_quality import infer_task
+from monitor.check.quality import infer_task
 from monitor.cli import EXIT_OK, EXIT_USAGE, main
 
 CONTRACT_KEYS = {"dataset_drift", "drift_share", "features"}

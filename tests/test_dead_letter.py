@@ -1,6 +1,6 @@
 """What an invalid record becomes on the dead-letter topic: cut to fit, marked, classified.
 
-No broker here: :func:`monitor.dead_letter.dead_letter_record` is checked
+No broker here: :func:`monitor.streaming.dead_letter.dead_letter_record` is checked
 against kafka-python's own size estimate (the one ``KafkaProducer.send``
 enforces with ``max_request_size``), and the ``dead_letter`` config section
 and the failure counter's declaration are checked as a user meets them. The
@@ -24,8 +24,9 @@ from kafka.record.default_records import DefaultRecordBatchBuilder
 from prometheus_client import CollectorRegistry
 from pydantic import ValidationError
 
-from monitor.config import ServiceConfig
-from monitor.dead_letter import (
+from monitor.config.service import ServiceConfig
+from monitor.metrics import EXTENSION_METRICS, METRICS, Metrics
+from monitor.streaming.dead_letter import (
     DEFAULT_MAX_VALUE_BYTES,
     DETAIL_HEADER,
     KEY_TRUNCATED_HEADER,
@@ -36,7 +37,6 @@ from monitor.dead_letter import (
     dead_letter_record,
     failure_reason,
 )
-from monitor.metrics import EXTENSION_METRICS, METRICS, Metrics
 
 MIB = 1024 * 1024
 

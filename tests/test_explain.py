@@ -25,7 +25,7 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 from detectors.attribution import AttributionSummary
-from monitor.explain import (
+from monitor.analyses.explain import (
     ModelLoadError,
     ShapValues,
     explain,

@@ -1,4 +1,4 @@
-"""Unit tests of :mod:`monitor.kafka_security` that need no broker.
+"""Unit tests of :mod:`monitor.streaming.kafka_security` that need no broker.
 
 The login checks against a real Apache Kafka are in
 ``tests/service/test_kafka_auth.py``; here the retry and logging policy of
@@ -13,8 +13,8 @@ import threading
 
 import pytest
 
-from monitor.config import ServiceConfig
-from monitor.kafka_security import (
+from monitor.config.service import ServiceConfig
+from monitor.streaming.kafka_security import (
     KafkaAuthenticationError,
     KafkaLogin,
     KafkaUnreachableError,
@@ -67,7 +67,7 @@ def test_a_refusal_is_logged_once_then_as_a_reminder(caplog: pytest.LogCaptureFi
     now = [0.0]
     broker = Broker()
     login = KafkaLogin(SASL, remind_every_s=600, check=broker, clock=lambda: now[0])
-    with caplog.at_level(logging.DEBUG, logger="monitor.kafka_security"):
+    with caplog.at_level(logging.DEBUG, logger="monitor.streaming.kafka_security"):
         for _ in range(20):
             assert not login.accepted()
             now[0] += 10

@@ -642,3 +642,107 @@ def test_module_docstring_example() -> None:
     result = doctest.testmod(records, optionflags=doctest.ELLIPSIS)
     assert result.attempted > 0
     assert result.failed == 0
+
+
+# --- the OpenAPI record schemas agree with the decoders ------------------------------------
+
+_json_scalars = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(-(10**6), 10**6),
+    st.floats(allow_nan=False, allow_infinity=False, width=32),
+    st.text(max_size=8),
+)
+_any_json = st.recursive(
+    _json_scalars,
+    lambda inner: st.one_of(
+        st.lists(inner, max_size=3), st.dictionaries(st.text(max_size=5), inner, max_size=3)
+    ),
+    max_leaves=6,
+)
+_timestamps = st.one_of(
+    st.none(),
+    st.integers(0, 4_000_000_000_000),
+    st.datetimes(min_value=datetime(1990, 1, 1), max_value=datetime(2090, 1, 1)).map(
+        lambda d: d.replace(tzinfo=UTC).isoformat()
+    ),
+)
+_predictions = st.fixed_dictionaries(
+    {
+        "model": st.text(min_size=1, max_size=8),
+        "features": st.dictionaries(st.text(max_size=6), _json_scalars, max_size=4),
+        "prediction": st.one_of(
+            _json_scalars,
+            st.fixed_dictionaries(
+                {},
+                optional={
+                    "label": st.one_of(st.text(max_size=4), st.integers(0, 3)),
+                    "score": st.floats(0, 1),
+                },
+            ),
+        ),
+    },
+    optional={
+        "model_version": st.one_of(st.none(), st.text(max_size=4), st.integers(0, 99)),
+        "request_id": st.one_of(st.none(), st.text(max_size=8), st.integers(0, 10**9)),
+        "timestamp": _timestamps,
+        "explanations": st.one_of(
+            st.none(), st.dictionaries(st.text(max_size=6), st.floats(-5, 5), max_size=3)
+        ),
+    },
+)
+_labels = st.fixed_dictionaries(
+    {
+        "model": st.text(min_size=1, max_size=8),
+        "request_id": st.one_of(st.text(min_size=1, max_size=8), st.integers(0, 10**9)),
+        "label": st.one_of(st.text(max_size=4), st.integers(0, 3), st.booleans()),
+    },
+    optional={"timestamp": _timestamps},
+)
+
+
+def _schema_valid(schema: dict[str, Any], record: Any) -> bool:
+    import jsonschema
+
+    return jsonschema.Draft202012Validator(schema).is_valid(record)
+
+
+@settings(max_examples=300, deadline=None)
+@given(record=_predictions, drop=st.sampled_from([None, "model", "features", "prediction"]))
+@pytest.mark.parametrize("mangle", [False, True])
+def test_the_prediction_schema_accepts_what_the_decoder_accepts(record, drop, mangle):
+    """A record the decoder accepts is valid in the OpenAPI schema; a required field missing
+    (or ``features`` not an object) fails both."""
+    if drop is not None:
+        record = {k: v for k, v in record.items() if k != drop}
+    if mangle:
+        record = {**record, "features": [1, 2]}
+    accepted = isinstance(records.decode_prediction(orjson.dumps(record)), records.PredictionRecord)
+    valid = _schema_valid(records.PREDICTION_JSON_SCHEMA, record)
+    if accepted:
+        assert valid, record
+    if drop is not None or mangle:
+        assert not accepted, record
+        assert not valid, record
+
+
+@settings(max_examples=300, deadline=None)
+@given(record=_labels, drop=st.sampled_from([None, "model", "request_id", "label"]))
+def test_the_label_schema_accepts_what_the_decoder_accepts(record, drop):
+    if drop is not None:
+        record = {k: v for k, v in record.items() if k != drop}
+    accepted = isinstance(records.decode_label(orjson.dumps(record)), records.LabelRecord)
+    valid = _schema_valid(records.LABEL_JSON_SCHEMA, record)
+    if accepted:
+        assert valid, record
+    if drop is not None:
+        assert not accepted, record
+        assert not valid, record
+
+
+@given(record=_any_json)
+def test_a_value_that_is_not_a_record_object_fails_the_schema_and_the_decoder(record):
+    if isinstance(record, dict):
+        return
+    assert not _schema_valid(records.PREDICTION_JSON_SCHEMA, record)
+    assert not isinstance(records.decode_prediction(orjson.dumps(record)), records.PredictionRecord)

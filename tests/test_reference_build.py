@@ -2,7 +2,7 @@
 
 ``driftline reference build`` (through :func:`monitor.cli.main`) and
 ``POST /api/models/{model}/reference`` (through the FastAPI app on a real
-SQLite store) share :func:`monitor.runtime.check_reference_columns`: a file
+SQLite store) share :func:`monitor.analyses.reference.check_reference_columns`: a file
 whose prediction, target or score column is missing or ambiguous is refused
 with the same message (exit 2 / 422) and nothing is stored; a stored one is
 described role by role.
@@ -22,17 +22,12 @@ from fastapi.testclient import TestClient
 from prometheus_client import CollectorRegistry
 
 from detectors.kinds import ColumnKind
-from monitor.api import create_app
+from monitor.analyses.model import PREDICTION, StoredReference
+from monitor.analyses.reference import ReferenceColumnsError, build_profile, check_reference_columns
 from monitor.cli import EXIT_OK, EXIT_USAGE, main
-from monitor.config import ModelConfig, ServiceConfig
+from monitor.config.service import ModelConfig, ServiceConfig
+from monitor.http.app import create_app
 from monitor.metrics import Metrics
-from monitor.runtime import (
-    PREDICTION,
-    ReferenceColumnsError,
-    StoredReference,
-    build_profile,
-    check_reference_columns,
-)
 from monitor.store import Store
 
 ROWS = 300
@@ -386,7 +381,7 @@ def test_a_reference_file_in_the_config_is_checked_when_the_service_starts(
     tmp_path: Path, database: str, store: Store
 ) -> None:
     """``models[].reference``, profiled at start-up, gets the same refusal as the CLI."""
-    from monitor.service import ServiceError, load_runtimes
+    from monitor.service.run import ServiceError, load_runtimes
 
     misnamed = tmp_path / "train.parquet"
     training(score=scores()).to_parquet(misnamed)

@@ -1,4 +1,4 @@
-"""The service configuration (monitor/config.py): example files, defaults, errors, secrets."""
+"""The service configuration (monitor/config/service.py): examples, defaults, errors, secrets."""
 
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ import pytest
 
 from detectors.kinds import ColumnKind
 from detectors.quality import DataQualityThresholds
-from monitor.config import ServiceConfig
-from monitor.drift_config import ConfigError, DriftSection
+from monitor.config.drift import ConfigError, DriftSection
+from monitor.config.service import ServiceConfig
 from monitor.windows import WindowSpec
 
 CONFIG_DIR = Path(__file__).resolve().parents[1] / "config"
@@ -624,7 +624,7 @@ def test_the_demo_config_estimates_performance() -> None:
 
 def test_the_demo_config_file_has_the_demo_s_model_settings(tmp_path: Path) -> None:
     """config/service-demo.yaml documents what `driftline demo` runs: the same model."""
-    from monitor.demo import demo_config
+    from monitor.demo.service import demo_config
 
     in_code = demo_config("127.0.0.1:9092", tmp_path, 8000)
     in_file = ServiceConfig.load(CONFIG_DIR / "service-demo.yaml")

@@ -1,4 +1,4 @@
-"""Window quality in the service (monitor/quality.py, the stored reference in monitor/runtime.py).
+"""Window quality in the service (monitor/analyses/quality.py, references: analyses/model.py).
 
 Measured quality must equal scikit-learn's metrics on the same joined rows
 (ROC AUC and average precision within the reported histogram bounds), the
@@ -18,10 +18,11 @@ from sklearn import metrics as skm
 
 from detectors.performance import CBPE
 from detectors.profile import ReferenceProfile
-from monitor.config import ModelConfig, PredictionSection
+from monitor.analyses.model import ESTIMATOR_KEY, ModelRuntime, StoredReference
+from monitor.analyses.quality import estimated_metrics, estimated_performance, model_quality
+from monitor.analyses.reference import build_reference
+from monitor.config.service import ModelConfig, PredictionSection
 from monitor.labels import stored_label
-from monitor.quality import estimated_metrics, estimated_performance, model_quality
-from monitor.runtime import ESTIMATOR_KEY, ModelRuntime, StoredReference, build_reference
 from monitor.store.result_json import estimated_performance_from_json, estimated_performance_json
 from monitor.store.rows import JoinedPrediction
 

@@ -7,10 +7,12 @@ import pandas as pd
 import pytest
 
 from detectors.sample import RowSample, candidate_rows, hash_ids
-from monitor.aggregate import PartitionState
-from monitor.config import ModelConfig
+from monitor.analyses.model import PREDICTION, ModelRuntime
+from monitor.analyses.reference import build_profile
+from monitor.config.service import ModelConfig
 from monitor.records import PredictionRecord
-from monitor.runtime import PREDICTION, ModelRuntime, build_profile, record_keys, sketch_records
+from monitor.streaming.aggregate import PartitionState
+from monitor.streaming.sketching import record_keys, sketch_records
 
 SIZE = 50
 

@@ -1,7 +1,7 @@
 """Helpers of the service integration tests: configs, topics, producers, monitor processes.
 
 The tests run the real service -- ``driftline run --config FILE`` as a
-subprocess (or :class:`monitor.service.Service` in-process where a test needs
+subprocess (or :class:`monitor.service.run.Service` in-process where a test needs
 its Prometheus registry) -- against the real broker and database fixtures of
 ``tests/conftest.py``. Everything here is bounded: every wait has a timeout,
 every process started through :class:`MonitorPool` is killed at teardown.
@@ -29,13 +29,13 @@ from kafka import KafkaProducer
 from kafka.admin import KafkaAdminClient, NewTopic
 from prometheus_client import CollectorRegistry
 
-from monitor.config import ServiceConfig
-from monitor.evaluate import Evaluator
-from monitor.ingest import Ingestor
+from monitor.analyses.reference import build_profile
+from monitor.config.service import ServiceConfig
 from monitor.metrics import Metrics
-from monitor.runtime import build_profile
-from monitor.service import Service, load_runtimes
+from monitor.service.run import Service, load_runtimes
 from monitor.store import Store, WindowSummaryRow
+from monitor.streaming.evaluate import Evaluator
+from monitor.streaming.ingest import Ingestor
 from tests.servers import free_port, unique_name
 from tests.service.streams import Stream
 

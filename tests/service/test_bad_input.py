@@ -20,8 +20,8 @@ import orjson
 import pytest
 from kafka import KafkaConsumer, TopicPartition
 
-from monitor.ingest import REASON_HEADER, SOURCE_HEADER
 from monitor.records import InvalidRecord, decode_prediction, route
+from monitor.streaming.ingest import REASON_HEADER, SOURCE_HEADER
 from tests.servers import unique_name
 from tests.service.harness import (
     PARTITIONS,

@@ -42,7 +42,7 @@ STREAM = Stream(model="credit", windows=9, per_window=200, drift_from=100)
 LATE_WINDOW = 3  # its labels arrive after every window was evaluated
 EXPIRED_WINDOW = 0  # ended more than max_delay before the watermark
 SEED = 7
-#: Measured besides accuracy for a classifier without a positive class (monitor/quality.py).
+#: Measured besides accuracy for a classifier without a positive class (analyses/quality.py).
 LABEL_METRICS = ("macro_precision", "macro_recall", "macro_f1")
 
 

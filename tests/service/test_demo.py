@@ -31,9 +31,8 @@ from detectors.window_result import (
     StreamChanges,
     WindowResult,
 )
-from monitor.demo import COLUMNS, DRIFTED, T0, WINDOW_S, DemoPlan, run_demo
-from monitor.replay import ReplayResult
-from monitor.report import (
+from monitor.demo.service import COLUMNS, DRIFTED, T0, WINDOW_S, DemoPlan, run_demo
+from monitor.presentation.windows import (
     attribution_cell,
     changes_cell,
     clock,
@@ -44,6 +43,7 @@ from monitor.report import (
     windows_json,
     windows_table,
 )
+from monitor.service.replay import ReplayResult
 from monitor.store.result_json import window_details
 
 
@@ -271,7 +271,7 @@ def test_changes_cell_shows_the_first_change_as_a_time_or_an_index():
 
 
 def window(index: int, drift: bool) -> list[str]:
-    """The demo table's cells (:data:`monitor.demo.COLUMNS`) of a clean or a drifted window."""
+    """The demo table's cells (:data:`monitor.demo.service.COLUMNS`), clean or drifted window."""
     if not drift:
         clean = ["no", "0.00", "-", "ok", "ok", "no", "no", "[dim]age[/]", "no", "66.5%"]
         return [f"#{index}", "600", *clean, "67.0%", "484"]

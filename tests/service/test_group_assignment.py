@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 from kafka import KafkaConsumer
 
-from monitor.config import ServiceConfig
+from monitor.config.service import ServiceConfig
 from monitor.kafka_assignors import (
     WAIT_FOR_METADATA_S,
     IncompleteMetadataError,

@@ -17,13 +17,13 @@ from kafka.admin import KafkaAdminClient, NewTopic
 from prometheus_client import CollectorRegistry
 
 from detectors.drift import compare_frames
-from monitor.config import ServiceConfig
-from monitor.evaluate import Evaluator
-from monitor.ingest import REASON_HEADER, Ingestor
+from monitor.analyses.reference import build_profile
+from monitor.config.service import ServiceConfig
 from monitor.metrics import Metrics
-from monitor.runtime import build_profile
-from monitor.service import load_runtimes
+from monitor.service.run import load_runtimes
 from monitor.store import Store
+from monitor.streaming.evaluate import Evaluator
+from monitor.streaming.ingest import REASON_HEADER, Ingestor
 from tests.servers import unique_name
 from tests.service.streams import DRIFTED, Stream
 

@@ -27,13 +27,15 @@ from detectors.attribution import (
 )
 from detectors.multivariate import MULTIVARIATE_METHODS
 from detectors.sample import RowSample
-from monitor.attribution import sample_frame
-from monitor.config import ServiceConfig
+from monitor.analyses.attribution import sample_frame
+from monitor.analyses.model import PREDICTION, StoredReference
+from monitor.analyses.reference import build_reference
+from monitor.config.service import ServiceConfig
 from monitor.metrics import Metrics
-from monitor.replay import replay
-from monitor.runtime import PREDICTION, StoredReference, build_reference, record_keys
+from monitor.service.replay import replay
 from monitor.store import Store
 from monitor.store.result_json import window_details
+from monitor.streaming.sketching import record_keys
 
 T0 = 1_800_000_000.0
 ROWS = 800  # per window
@@ -230,7 +232,7 @@ def test_attribution_from_a_model_explains_the_window_sample(tmp_path):
     joblib = pytest.importorskip("joblib")
     from sklearn.ensemble import GradientBoostingRegressor
 
-    from monitor.explain import explain
+    from monitor.analyses.explain import explain
 
     reference = correlated(2000, 0.5, np.random.default_rng(3))
     target = 2.0 * reference["x"] + 0.3 * reference["y"] + 0.5 * (reference["region"] == "EU")

@@ -34,7 +34,7 @@ import yaml
 from kafka import KafkaAdminClient
 from kafka.admin import UserScramCredentialDeletion, UserScramCredentialUpsertion
 
-from monitor.config import ServiceConfig
+from monitor.config.service import ServiceConfig
 from tests import apache_kafka
 from tests.servers import free_port, read_topic, unique_name
 from tests.service.harness import (
@@ -363,7 +363,7 @@ def test_a_wrong_password_is_one_clear_error_a_503_and_quiet_retries(
     assert driftline.alive
     log = driftline.log()
     assert log.count("not consuming until it succeeds") == 1
-    refusals = loud_lines(log, "monitor.kafka_security")
+    refusals = loud_lines(log, "monitor.streaming.kafka_security")
     assert len(refusals) == 1, "\n".join(refusals)
     assert expected in refusals[0]
     # kafka-python's own lines about the refused logins are demoted to DEBUG.

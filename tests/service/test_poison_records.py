@@ -31,9 +31,9 @@ from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.admin import KafkaAdminClient, NewTopic
 from prometheus_client import CollectorRegistry
 
-from monitor.config import ServiceConfig
-from monitor.dead_letter import REASON_HEADER, SOURCE_HEADER, TRUNCATED_HEADER
-from monitor.service import IngestionError, Service
+from monitor.config.service import ServiceConfig
+from monitor.service.run import IngestionError, Service
+from monitor.streaming.dead_letter import REASON_HEADER, SOURCE_HEADER, TRUNCATED_HEADER
 from tests.apache_kafka import KafkaFactory
 from tests.servers import read_topic, unique_name
 from tests.service.harness import (

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from monitor.config import ServiceConfig
-from monitor.replay import replay
-from monitor.runtime import build_profile
+from monitor.analyses.reference import build_profile
+from monitor.config.service import ServiceConfig
+from monitor.service.replay import replay
 from monitor.store import Store
 from tests.service.streams import DRIFTED, Stream
 

@@ -29,15 +29,17 @@ from kafka import TopicPartition
 from prometheus_client import CollectorRegistry
 from sqlalchemy import select
 
-from monitor.config import ServiceConfig
-from monitor.ingest import Ingestor
+from monitor.analyses.model import ModelRuntime
+from monitor.config.service import ServiceConfig
 from monitor.metrics import Metrics
 from monitor.records import PredictionRecord, decode_prediction
-from monitor.runtime import ModelRuntime, sketch_records, sketch_to_bytes
-from monitor.service import load_runtimes
+from monitor.service.run import load_runtimes
 from monitor.store import PartialRow, ProgressRow, Store
 from monitor.store.models import DONE, WindowClaim
 from monitor.store.repository import StaleCheckpointError
+from monitor.streaming.ingest import Ingestor
+from monitor.streaming.partials import sketch_to_bytes
+from monitor.streaming.sketching import sketch_records
 from tests.servers import unique_name
 from tests.service.harness import (
     JOINT_DRIFT,
@@ -61,8 +63,10 @@ from tests.service.streams import Stream
 pytestmark = pytest.mark.integration
 
 SEED = 4242
-EVALUATED = re.compile(r"monitor\.evaluate: window (\S+) \[([0-9.]+), [0-9.]+\): \d+ rows")
-ASSIGNED = "monitor.ingest: assigned {topic}/{partition} "
+EVALUATED = re.compile(
+    r"monitor\.streaming\.evaluate: window (\S+) \[([0-9.]+), [0-9.]+\): \d+ rows"
+)
+ASSIGNED = "monitor.streaming.ingest: assigned {topic}/{partition} "
 NEWLY_ASSIGNED = re.compile(r"Setting newly assigned partitions \{(.*)\}")
 
 

@@ -25,11 +25,11 @@ import pytest
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 from prometheus_client import CollectorRegistry
 
-from monitor.config import ServiceConfig
-from monitor.ingest import Ingestor
+from monitor.config.service import ServiceConfig
 from monitor.metrics import Metrics
-from monitor.service import load_runtimes
+from monitor.service.run import load_runtimes
 from monitor.store import Store
+from monitor.streaming.ingest import Ingestor
 from tests.servers import unique_name
 from tests.service.harness import (
     PARTITIONS,

@@ -33,8 +33,8 @@ from fastapi.testclient import TestClient
 from sklearn import metrics as skm
 
 from detectors.performance import CBPE
+from monitor.datafiles import read_table
 from monitor.store.result_json import window_details
-from monitor.tables import read_table
 from tests.servers import unique_name
 from tests.service.harness import (
     Names,
@@ -299,8 +299,8 @@ def test_windows_report_data_quality_model_quality_and_estimated_performance(
 
 def test_reference_build_stores_the_fitted_estimator(tmp_path: Path, capsys) -> None:
     """``driftline reference build`` stores the profile with the CBPE the config asks for."""
+    from monitor.analyses.model import StoredReference
     from monitor.cli import EXIT_OK, EXIT_USAGE, main
-    from monitor.runtime import StoredReference
     from monitor.store import Store
 
     stream = Stream(model=unique_name("built"), windows=1, per_window=10, drift_from=9)
@@ -345,8 +345,8 @@ def test_estimates_need_no_labels_and_no_request_ids(tmp_path: Path) -> None:
     5,000 lines, so windows merge partials of several batches): every window's
     estimate equals ``CBPE.estimate`` on that window's scores, with coverage 1.
     """
-    from monitor.config import ServiceConfig
-    from monitor.replay import replay
+    from monitor.config.service import ServiceConfig
+    from monitor.service.replay import replay
 
     stream = Stream(model="unlabelled", windows=4, per_window=2600, drift_from=2)
     reference = reference_file(stream, tmp_path / "train.parquet")

@@ -14,7 +14,7 @@ import math
 import numpy as np
 
 from detectors.window_result import AnalysisError, JointDrift, WindowResult
-from monitor.replay import replay
+from monitor.service.replay import replay
 from monitor.store import Store
 from monitor.store.result_json import (
     window_details,

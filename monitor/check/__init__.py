@@ -1,0 +1,1 @@
+"""`driftline check`: the batch drift report of a current file against a reference file."""

@@ -1,0 +1,1 @@
+"""Configuration: the service YAML and the sections `check` shares, validated with pydantic."""

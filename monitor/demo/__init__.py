@@ -1,0 +1,1 @@
+"""`driftline demo`: the whole service on one machine, and the batch file example."""

@@ -1,0 +1,1 @@
+"""The HTTP API (FastAPI): health, results, record ingest and reference upload."""

@@ -1,0 +1,1 @@
+"""The running service and the replay: store, runtimes, ingest, scheduler and HTTP API together."""

@@ -1,0 +1,1 @@
+"""The streaming path: Kafka ingestion, partial sketches, checkpoints, window evaluation."""

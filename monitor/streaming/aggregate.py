@@ -1,0 +1,271 @@
+"""In-memory window aggregation per partition: the state a checkpoint writes.
+
+Each topic partition is consumed by one process at a time, so the state of a
+partition -- the next offset, the largest event time seen, and one partial
+sketch per (model, window) -- is a pure function of the records before that
+offset. :class:`PartitionState` keeps it; :meth:`PartitionState.rows`
+returns what to store, in one transaction, at a checkpoint.
+
+Lateness is decided per partition and per record, in partition order: a
+record is late for a window when that window ended at or before the
+partition's largest event time so far minus the model's allowed lateness.
+That makes the decision a function of the stream alone (not of timing or
+batch sizes), so a restarted process reproduces it exactly.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import NamedTuple
+
+import numpy as np
+
+from detectors.attribution import AttributionSummary
+from detectors.performance import CBPESketch
+from detectors.profile import ReferenceProfile
+from detectors.sample import UInt64Array
+from detectors.sketch import WindowSketch
+from monitor.analyses.attribution import records_attribution
+from monitor.analyses.model import ModelRuntime
+from monitor.records import PredictionRecord
+from monitor.store.rows import PartialRow, ProgressRow
+from monitor.streaming.partials import merge_optional, partial_from_bytes, sketch_to_bytes
+from monitor.streaming.sketching import record_keys, score_sketch, sketch_records
+
+WindowKey = tuple[str, float]  # (model, window_start)
+
+
+@dataclass(slots=True)
+class Partial:
+    """One model window's partial sketch in one partition, and the profile it is binned on.
+
+    ``attribution`` sums the records' ``explanations`` for models whose
+    attribution comes from them, ``performance`` is the CBPE sketch of their
+    scores for models with a performance estimator (None otherwise).
+    """
+
+    window_end: float
+    profile_version: int
+    sketch: WindowSketch
+    attribution: AttributionSummary | None = None
+    performance: CBPESketch | None = None
+
+
+class Extras(NamedTuple):
+    """What a batch adds to a partial besides its sketch (see :class:`Partial`)."""
+
+    attribution: AttributionSummary | None
+    performance: CBPESketch | None
+
+
+@dataclass(slots=True)
+class AddResult:
+    """What one :meth:`PartitionState.add` call did, per model."""
+
+    counted: dict[str, int] = field(default_factory=lambda: defaultdict(int))
+    late: dict[str, int] = field(default_factory=lambda: defaultdict(int))
+
+
+@dataclass(slots=True)
+class PartitionState:
+    """Everything the service has aggregated from one topic partition."""
+
+    topic: str
+    partition: int
+    next_offset: int | None = None
+    max_event_time: float | None = None
+    last_record_at: float | None = None
+    partials: dict[WindowKey, Partial] = field(default_factory=dict)
+    dirty: set[WindowKey] = field(default_factory=set)
+    progress_dirty: bool = True
+
+    def add(
+        self,
+        runtimes: Mapping[str, ModelRuntime],
+        records: Sequence[PredictionRecord],
+        next_offset: int,
+        now: float,
+        offsets: Sequence[int] | None = None,
+    ) -> AddResult:
+        """Aggregate valid, routed ``records`` (in partition order); advance to ``next_offset``.
+
+        ``offsets`` are the records' offsets in the partition: they key the row
+        samples of models with multivariate drift (:func:`monitor.streaming.sketching.record_keys`).
+        Without them the records are taken to be the ones just before
+        ``next_offset``, which holds only when none was skipped as invalid.
+        """
+        outcome = AddResult()
+        groups: dict[tuple[str, float, float], list[int]] = defaultdict(list)
+        high = self.max_event_time
+        # The windows containing t are the same for every t in [newest start, + step):
+        # records in partition order mostly hit the previous record's windows.
+        cached_model, low, top, containing = "", 0.0, -1.0, []
+        for index, record in enumerate(records):
+            model, t = record.model, record.event_time
+            spec = runtimes[model].window
+            if model != cached_model or not low <= t < top:
+                containing = spec.windows_for(t)
+                cached_model, low = model, containing[-1][0]
+                top = low + spec.step_s
+            if high is None or t > high:
+                high = t
+            watermark = high - spec.allowed_lateness_s
+            live = [w for w in containing if w[1] > watermark]
+            if not live:
+                outcome.late[model] += 1
+                continue
+            outcome.counted[model] += 1
+            for start, end in live:
+                groups[(model, start, end)].append(index)
+        keys: UInt64Array | None = None
+        for (model, start, end), members in groups.items():
+            runtime = runtimes[model]
+            member_keys = None
+            if runtime.sample_size is not None:
+                if keys is None:
+                    if offsets is None:
+                        offsets = range(next_offset - len(records), next_offset)
+                    keys = record_keys(self.partition, offsets)
+                member_keys = keys[members]
+            chosen = [records[i] for i in members]
+            sketch = sketch_records(
+                runtime, chosen, keys=member_keys, sample_bound=self._sample_bound(runtime, start)
+            )
+            extras = Extras(
+                records_attribution(chosen) if runtime.explained_by_records else None,
+                score_sketch(runtime, chosen) if runtime.estimates_performance else None,
+            )
+            self._merge(runtime, start, end, sketch, extras)
+        self.max_event_time = high
+        self.next_offset = next_offset
+        if records:
+            self.last_record_at = now
+        self.progress_dirty = True
+        return outcome
+
+    def skip(self, next_offset: int) -> None:
+        """Advance past records that carried no valid prediction (invalid or labels)."""
+        self.next_offset = next_offset
+        self.progress_dirty = True
+
+    def _sample_bound(self, runtime: ModelRuntime, start: float) -> np.uint64 | None:
+        """The bound of the row sample the window's next rows merge into (None: keep all)."""
+        known = self.partials.get((runtime.name, start))
+        if known is None or known.profile_version != runtime.profile_version:
+            return None
+        return None if known.sketch.sample is None else known.sketch.sample.bound
+
+    def _merge(
+        self, runtime: ModelRuntime, start: float, end: float, sketch: WindowSketch, extras: Extras
+    ) -> None:
+        key = (runtime.name, start)
+        known = self.partials.get(key)
+        if known is None or known.profile_version != runtime.profile_version:
+            # A partial binned on an older profile cannot take new rows; its window keeps
+            # the old rows (evaluation reads each partial with its own profile version).
+            if known is None:
+                self.partials[key] = Partial(
+                    end, runtime.profile_version, sketch, extras.attribution, extras.performance
+                )
+                self.dirty.add(key)
+            return
+        known.sketch = known.sketch.merge(sketch)
+        known.attribution = merge_optional(known.attribution, extras.attribution)
+        known.performance = merge_optional(known.performance, extras.performance)
+        self.dirty.add(key)
+
+    def rows(self) -> tuple[list[PartialRow], list[ProgressRow]]:
+        """Return the dirty partials and this partition's progress, for one checkpoint."""
+        partials = [
+            PartialRow(
+                model=model,
+                window_start=start,
+                window_end=self.partials[(model, start)].window_end,
+                topic=self.topic,
+                partition=self.partition,
+                sketch=sketch_to_bytes(
+                    self.partials[(model, start)].profile_version,
+                    self.partials[(model, start)].sketch,
+                    self.partials[(model, start)].attribution,
+                    self.partials[(model, start)].performance,
+                ),
+                rows=self.partials[(model, start)].sketch.rows,
+            )
+            for model, start in sorted(self.dirty)
+        ]
+        row = self.progress_row()
+        progress = [row] if self.progress_dirty and row is not None else []
+        return partials, progress
+
+    def progress_row(self) -> ProgressRow | None:
+        """Return this partition's progress as stored (None before its first offset)."""
+        if self.next_offset is None:
+            return None
+        return ProgressRow(
+            topic=self.topic,
+            partition=self.partition,
+            next_offset=self.next_offset,
+            max_event_time=self.max_event_time,
+            last_record_at=self.last_record_at,
+        )
+
+    def mark_clean(self) -> None:
+        """Record that :meth:`rows` was committed."""
+        self.dirty.clear()
+        self.progress_dirty = False
+
+    def forget_before(self, model: str, window_end: float) -> None:
+        """Drop in-memory partials of ``model`` that ended at or before ``window_end``.
+
+        Called for windows already evaluated: their stored rows stay, memory is freed.
+        """
+        for key in [k for k, p in self.partials.items() if k[0] == model]:
+            if self.partials[key].window_end <= window_end and key not in self.dirty:
+                del self.partials[key]
+
+    def forget_closed(self, runtimes: Mapping[str, ModelRuntime]) -> int:
+        """Drop clean partials of windows that can no longer take a record; return how many.
+
+        A window that ended at or before this partition's largest event time minus
+        its model's allowed lateness only gets late records from now on (the largest
+        event time never decreases), and a clean partial is already stored, where
+        the evaluator reads it. Without this, memory grows with every window.
+        """
+        if self.max_event_time is None:
+            return 0
+        before = len(self.partials)
+        for name, runtime in runtimes.items():
+            self.forget_before(name, self.max_event_time - runtime.window.allowed_lateness_s)
+        return before - len(self.partials)
+
+    @classmethod
+    def restore(
+        cls,
+        topic: str,
+        partition: int,
+        progress: ProgressRow | None,
+        partials: Iterable[PartialRow],
+        profiles: Mapping[str, Mapping[int, ReferenceProfile]],
+    ) -> PartitionState:
+        """Rebuild a partition's state from what the last checkpoint stored."""
+        state = cls(topic=topic, partition=partition)
+        if progress is not None:
+            state.next_offset = progress.next_offset
+            state.max_event_time = progress.max_event_time
+            state.last_record_at = progress.last_record_at
+            state.progress_dirty = False
+        for row in partials:
+            versions = profiles.get(row.model)
+            if versions is None:
+                continue  # a model no longer configured
+            stored = partial_from_bytes(row.sketch, versions.__getitem__)
+            state.partials[(row.model, row.window_start)] = Partial(
+                row.window_end,
+                stored.profile_version,
+                stored.sketch,
+                stored.attribution,
+                stored.performance,
+            )
+        return state
