@@ -6,13 +6,17 @@ migrates it to the newest schema and returns the repository through which
 the rest of the service reads and writes.
 """
 
+from monitor.store.alerting import AlertStore, EventDelivery, SqlOutbox, event_row, incident_key
 from monitor.store.engine import configure_sqlite, create_engine
 from monitor.store.errors import StoreError, mask_url
 from monitor.store.repository import Clock, Store
 from monitor.store.rows import (
+    EventRow,
     FeatureResultRow,
+    IncidentRow,
     JoinedPrediction,
     LabelRow,
+    OutboxRow,
     PartialRow,
     PredictionRow,
     ProgressRow,
@@ -21,20 +25,28 @@ from monitor.store.rows import (
 from monitor.store.schema import current_revision, head_revision, migrate
 
 __all__ = [
+    "AlertStore",
     "Clock",
+    "EventDelivery",
+    "EventRow",
     "FeatureResultRow",
+    "IncidentRow",
     "JoinedPrediction",
     "LabelRow",
+    "OutboxRow",
     "PartialRow",
     "PredictionRow",
     "ProgressRow",
+    "SqlOutbox",
     "Store",
     "StoreError",
     "WindowSummaryRow",
     "configure_sqlite",
     "create_engine",
     "current_revision",
+    "event_row",
     "head_revision",
+    "incident_key",
     "mask_url",
     "migrate",
 ]

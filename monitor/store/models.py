@@ -200,3 +200,128 @@ class Label(Base):
     received_at: Mapped[float]
 
     __table_args__ = (Index(None, "model", "event_time"),)
+
+
+# --- alerting ----------------------------------------------------------------------------------
+
+#: Status of an incident still firing, and of one that ended.
+FIRING, RESOLVED = "firing", "resolved"
+#: States of an outbox row (``alerts.outbox.STATES``).
+PENDING, DELIVERED, DEAD = "pending", "delivered", "dead"
+
+
+class AlertCursor(Base):
+    """How far the alert rules of a model have consumed its windows.
+
+    ``position`` is the ``window_start`` of the last window the rules consumed (None:
+    none yet); it moves by compare-and-set only, so two processes never both feed a window.
+    """
+
+    __tablename__ = "alert_cursors"
+
+    model: Mapped[str] = mapped_column(primary_key=True)
+    position: Mapped[float | None]
+    updated_at: Mapped[float]
+
+
+class AlertRuleState(Base):
+    """Where one rule stands for one subject of one model (``RuleState.to_json``)."""
+
+    __tablename__ = "alert_rule_states"
+
+    model: Mapped[str] = mapped_column(primary_key=True)
+    rule: Mapped[str] = mapped_column(primary_key=True)
+    subject: Mapped[str] = mapped_column(primary_key=True)
+    state: Mapped[dict[str, Any]] = mapped_column(JSON)
+    updated_at: Mapped[float]
+
+
+class AlertIncident(Base):
+    """A firing episode of a rule for a subject of a model, and how it ended.
+
+    ``reason`` says why a resolved incident ended (``"clean_windows"``,
+    ``"model_replaced"``, ...); ``resolved_window_end`` is the end of the window that
+    resolved it.
+    """
+
+    __tablename__ = "alert_incidents"
+
+    id: Mapped[str] = mapped_column(primary_key=True)
+    model: Mapped[str]
+    rule: Mapped[str]
+    subject: Mapped[str]
+    severity: Mapped[str]
+    status: Mapped[str]
+    started_window_start: Mapped[float]
+    last_window_end: Mapped[float]
+    resolved_window_end: Mapped[float | None]
+    reason: Mapped[str | None]
+    retrain_requested: Mapped[bool]
+    created_at: Mapped[float]
+    updated_at: Mapped[float]
+
+    __table_args__ = (
+        CheckConstraint(f"status IN ('{FIRING}', '{RESOLVED}')", name="status_known"),
+        # The open incidents of a model (alerts gauge, operator listings).
+        Index(None, "model", "status"),
+    )
+
+
+class AlertEventRecord(Base):
+    """An alert event as emitted: what identifies it, and its stored JSON (``event_to_json``)."""
+
+    __tablename__ = "alert_events"
+
+    event_id: Mapped[str] = mapped_column(primary_key=True)
+    model: Mapped[str]
+    rule: Mapped[str]
+    subject: Mapped[str]
+    incident: Mapped[str]
+    type: Mapped[str]
+    created_at: Mapped[float]
+    payload: Mapped[bytes]
+
+    # The newest events of a model (operator listings).
+    __table_args__ = (Index(None, "model", "created_at"),)
+
+
+class AlertOutbox(Base):
+    """The delivery of one alert event to one target: its state, retries and lease."""
+
+    __tablename__ = "alert_outbox"
+
+    event_id: Mapped[str] = mapped_column(primary_key=True)
+    target: Mapped[str] = mapped_column(primary_key=True)
+    state: Mapped[str]
+    attempts: Mapped[int]
+    next_attempt_at: Mapped[float]
+    created_at: Mapped[float]
+    last_error: Mapped[str | None]
+    lease_owner: Mapped[str | None]
+    lease_expires_at: Mapped[float | None]
+
+    __table_args__ = (
+        CheckConstraint(f"state IN ('{PENDING}', '{DELIVERED}', '{DEAD}')", name="state_known"),
+        CheckConstraint("attempts >= 0", name="attempts_not_negative"),
+        # Claims: the due pending rows, earliest first.
+        Index(None, "state", "next_attempt_at"),
+    )
+
+
+class AlertDeliveryAttempt(Base):
+    """The record of one delivery attempt of an event to a target (kept for operators)."""
+
+    __tablename__ = "alert_delivery_attempts"
+
+    id: Mapped[int] = mapped_column(primary_key=True, autoincrement=True)
+    event_id: Mapped[str]
+    target: Mapped[str]
+    attempt: Mapped[int]
+    started_at: Mapped[float]
+    finished_at: Mapped[float]
+    outcome: Mapped[str]
+    status_code: Mapped[int | None]
+    error: Mapped[str | None]
+
+    # The attempts of an event (operator listings).
+    __table_args__ = (Index(None, "event_id", "target"),)

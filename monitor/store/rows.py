@@ -104,3 +104,70 @@ class JoinedPrediction(NamedTuple):
     predicted_label: str | None
     score: float | None
     label: str
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class IncidentRow:
+    """A firing episode of ``rule`` for ``subject`` of ``model``, as stored in ``alert_incidents``.
+
+    ``id`` must be unique across models, rules and subjects
+    (:func:`monitor.store.alerting.incident_key` derives one). ``status`` is ``"firing"``
+    or ``"resolved"``; ``reason`` says why a resolved one ended (``"clean_windows"``,
+    ``"model_replaced"``, ...). ``created_at`` and ``updated_at`` are set by the store and
+    ignored on input (a rewritten incident keeps its first ``created_at``).
+    """
+
+    id: str
+    model: str
+    rule: str
+    subject: str
+    severity: str
+    status: str
+    started_window_start: float
+    last_window_end: float
+    resolved_window_end: float | None = None
+    reason: str | None = None
+    retrain_requested: bool = False
+    created_at: float | None = None
+    updated_at: float | None = None
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class EventRow:
+    """An alert event to store and deliver to each of ``targets``.
+
+    ``payload`` is the event as ``alerts.events.event_to_json`` stores it; the other
+    fields repeat what identifies it (``type`` is an ``EventType`` value) so that it can
+    be listed without parsing the payload. Read back, ``targets`` are those it was
+    queued for.
+    """
+
+    event_id: str
+    model: str
+    rule: str
+    subject: str
+    incident: str
+    type: str
+    created_at: float
+    payload: bytes
+    targets: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class OutboxRow:
+    """Where the delivery of event ``event_id`` to ``target`` stands (``alert_outbox``).
+
+    ``state`` is ``"pending"``, ``"delivered"`` or ``"dead"``; ``attempts`` counts the
+    attempts made; ``lease_owner`` and ``lease_expires_at`` are set while a deliverer
+    holds it.
+    """
+
+    event_id: str
+    target: str
+    state: str
+    attempts: int
+    next_attempt_at: float
+    created_at: float
+    last_error: str | None = None
+    lease_owner: str | None = None
+    lease_expires_at: float | None = None

@@ -21,6 +21,13 @@ TABLES = {
     "feature_results",
     "predictions",
     "labels",
+    # 0002: the alerting layer's state, incidents, events and outbox
+    "alert_cursors",
+    "alert_rule_states",
+    "alert_incidents",
+    "alert_events",
+    "alert_outbox",
+    "alert_delivery_attempts",
 }
 
 
@@ -41,7 +48,7 @@ def test_upgrade_from_empty_creates_every_table(database_url: URL) -> None:
     try:
         assert current_revision(engine) is None
         migrate(engine)
-        assert current_revision(engine) == head_revision() == "0001"
+        assert current_revision(engine) == head_revision() == "0002"
     finally:
         engine.dispose()
     assert table_names(database_url) == TABLES | {"alembic_version"}
