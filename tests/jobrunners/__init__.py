@@ -1,0 +1,1 @@
+"""Integration tests of the retrain hooks against real Airflow and Prefect servers."""
