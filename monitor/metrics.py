@@ -5,18 +5,39 @@ alert rules query them. :class:`Metrics` creates them all on the registry it
 is given, so tests use a fresh ``CollectorRegistry()`` each and the service
 passes its own.
 
+Counters and the consumer-lag gauge are instruments the code updates
+(attributes of :class:`Metrics`). The per-window gauges are not: a custom
+collector (:class:`LatestWindows`) holds each model's latest
+:class:`~detectors.window_result.WindowResult` and produces them from it at
+scrape time, and :class:`AlertingGauges` reads the open incidents and the
+outbox's sizes from callables at scrape time (:meth:`Metrics.watch_alerts`).
+
 >>> from prometheus_client import CollectorRegistry
+>>> from detectors.decisions import Correction
+>>> from detectors.drift import DriftReport, FeatureDrift
+>>> from detectors.kinds import ColumnKind
+>>> from detectors.window_result import WindowResult
+>>> def feature(name, method, statistic, p_value, drift):
+...     return FeatureDrift(
+...         name=name, kind=ColumnKind.NUMERIC, method=method, statistic=statistic,
+...         p_value=p_value, threshold=0.05, drift=drift, effect_size=statistic, bound=0.0,
+...         n_reference=5000, n_current=1200, missing_share=0.0,
+...     )
+>>> report = DriftReport(
+...     features=(
+...         feature("income", "ks", 0.31, 1e-9, True),
+...         feature("region", "psi", 0.02, None, False),
+...     ),
+...     drift_share=0.5, dataset_drift=True, drift_share_threshold=0.5, prediction=None,
+...     rows_reference=5000, rows_current=1200, correction=Correction.NONE, exact=True,
+... )
 >>> registry = CollectorRegistry()
 >>> metrics = Metrics(registry)
 >>> metrics.records_total.labels(model="credit-risk").inc(3)
->>> metrics.observe_window(
-...     "credit-risk",
-...     [("income", "ks", 0.31, 1e-9, True, 0.0), ("region", "psi", 0.02, None, False, 0.1)],
-...     prediction=("ks", 0.12),
-...     drift_share=0.5,
-...     records=1200,
-...     window_end=1795338900.0,
-... )
+>>> metrics.observe_result(WindowResult(
+...     model="credit-risk", window_start=1795338600.0, window_end=1795338900.0, rows=1200,
+...     status="ok", profile_version=1, drift=report,
+... ))
 >>> registry.get_sample_value("driftline_records_total", {"model": "credit-risk"})
 3.0
 >>> registry.get_sample_value(
@@ -28,15 +49,27 @@ passes its own.
 ...     {"model": "credit-risk", "feature": "region", "method": "psi"},
 ... ))
 None
+>>> metrics.watch_alerts(  # read at each scrape; the service passes database reads
+...     lambda: {("credit-risk", "feature-drift", "critical"): 1}, lambda: {"pending": 2}
+... )
+>>> registry.get_sample_value(
+...     "driftline_alerts_active",
+...     {"model": "credit-risk", "rule": "feature-drift", "severity": "critical"},
+... )
+1.0
+>>> registry.get_sample_value("driftline_outbox_events", {"state": "dead"})
+0.0
 
-Per-window gauges hold the latest evaluated window of each model.
-:meth:`Metrics.observe_window` replaces that window's series as a whole: a
-series it set for the previous window and not for this one (a feature no
-longer present, a method that changed, a p-value or a prediction drift that is
-now unknown) is removed rather than left showing a stale value. Unknown values
-(``None`` or NaN) are never exported as NaN: a missing series is what PromQL
-comparisons and Grafana treat as "no data", while NaN would poison ``min``
-and ``max`` aggregations.
+Per-window gauges show the latest evaluated window of each model (the
+drift gauges, window size and end, estimated quality, joint and attribution
+drift) or its latest window with labels (measured quality and label
+coverage). As they are computed from that window's result at each scrape,
+a series of an older window that the latest one does not have (a feature no
+longer present, a method that changed, a p-value that is now unknown) is
+simply not produced: nothing is left showing a stale value, and there is no
+bookkeeping of what was set. Unknown values (``None``, NaN, or infinite) are
+never exported: a missing series is what PromQL comparisons and Grafana treat
+as "no data", while NaN would poison ``min`` and ``max`` aggregations.
 
 Counters also expose prometheus_client's ``*_created`` timestamps, as every
 client does by default.
@@ -44,52 +77,80 @@ client does by default.
 
 from __future__ import annotations
 
-import contextlib
+import logging
 import math
 import threading
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Literal, NamedTuple
+from typing import Literal, TypeVar
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge
 from prometheus_client import generate_latest as _generate_latest
+from prometheus_client.core import GaugeMetricFamily
+
+from detectors.window_result import AttributionDrift, JointDrift, WindowResult
 
 __all__ = [
     "CONTENT_TYPE",
     "EXTENSION_METRICS",
     "METRICS",
     "OPERATIONAL_METRICS",
-    "FeatureObservation",
-    "FeatureValues",
+    "OUTBOX_STATES",
+    "AlertingGauges",
+    "LatestWindows",
     "MetricDeclaration",
     "Metrics",
+    "OpenIncidents",
+    "OutboxCounts",
     "render",
 ]
+
+log = logging.getLogger(__name__)
 
 #: The HTTP ``Content-Type`` of :func:`render`'s output.
 CONTENT_TYPE = CONTENT_TYPE_LATEST
 
+#: The outbox states ``driftline_outbox_events{state}`` shows (DESIGN.md).
+OUTBOX_STATES = ("pending", "dead")
+
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class MetricDeclaration:
-    """One contract metric: its full name, type, label names and help text."""
+    """One contract metric: its full name, type, label names and help text.
+
+    ``collected`` metrics are produced at scrape time by one of :class:`Metrics`'
+    collectors (:class:`LatestWindows`, :class:`AlertingGauges`); the others are
+    instruments, attributes of :class:`Metrics` named ``attribute``.
+    """
 
     attribute: str
     name: str
     kind: Literal["counter", "gauge"]
     labels: tuple[str, ...]
     help: str
+    collected: bool = False
 
 
 def _declare(
-    attribute: str, kind: Literal["counter", "gauge"], labels: tuple[str, ...], help: str
+    attribute: str,
+    kind: Literal["counter", "gauge"],
+    labels: tuple[str, ...],
+    help: str,
+    *,
+    collected: bool = False,
 ) -> MetricDeclaration:
     return MetricDeclaration(
-        attribute=attribute, name=f"driftline_{attribute}", kind=kind, labels=labels, help=help
+        attribute=attribute,
+        name=f"driftline_{attribute}",
+        kind=kind,
+        labels=labels,
+        help=help,
+        collected=collected,
     )
 
 
-#: The DESIGN.md metrics table, in its order; :class:`Metrics` has one attribute per row.
+#: The DESIGN.md metrics table, in its order. Each row is an attribute of :class:`Metrics`
+#: (an instrument) or, when ``collected``, a family one of its collectors produces.
 METRICS: tuple[MetricDeclaration, ...] = (
     _declare("records_total", "counter", ("model",), "Prediction records accepted."),
     _declare(
@@ -109,63 +170,77 @@ METRICS: tuple[MetricDeclaration, ...] = (
         "gauge",
         ("model", "feature", "method"),
         "Drift statistic of a feature in the model's latest evaluated window.",
+        collected=True,
     ),
     _declare(
         "feature_drift_p_value",
         "gauge",
         ("model", "feature", "method"),
         "P-value of a feature's drift test in the latest window (absent for distance methods).",
+        collected=True,
     ),
     _declare(
         "feature_drift_detected",
         "gauge",
         ("model", "feature"),
         "1 when the feature drifted in the model's latest evaluated window, else 0.",
+        collected=True,
     ),
     _declare(
         "prediction_drift_score",
         "gauge",
         ("model", "method"),
         "Drift statistic of the model's prediction in the latest evaluated window.",
+        collected=True,
     ),
     _declare(
         "dataset_drift_share",
         "gauge",
         ("model",),
         "Share of the model's features that drifted in the latest evaluated window.",
+        collected=True,
     ),
     _declare(
         "feature_missing_ratio",
         "gauge",
         ("model", "feature"),
         "Share of missing values of a feature in the latest evaluated window.",
+        collected=True,
     ),
     _declare(
         "model_quality",
         "gauge",
         ("model", "metric"),
         "Model quality measured against joined labels, by metric.",
+        collected=True,
     ),
     _declare(
         "model_quality_estimated",
         "gauge",
         ("model", "metric"),
         "Model quality estimated without labels, by metric.",
+        collected=True,
     ),
     _declare(
         "label_coverage_ratio",
         "gauge",
         ("model",),
         "Share of the window's predictions that have a joined label.",
+        collected=True,
     ),
     _declare(
-        "window_records", "gauge", ("model",), "Records in the model's latest evaluated window."
+        "window_records",
+        "gauge",
+        ("model",),
+        "Records in the model's latest evaluated window.",
+        collected=True,
     ),
     _declare(
         "window_end_timestamp_seconds",
         "gauge",
         ("model",),
         "End (Unix seconds) of the model's latest evaluated window.",
+        collected=True,
     ),
     _declare(
         "consumer_lag_records",
@@ -175,10 +250,24 @@ METRICS: tuple[MetricDeclaration, ...] = (
     ),
     _declare("alerts_total", "counter", ("model", "rule", "severity"), "Alerts fired, by rule."),
     _declare(
+        "alerts_active",
+        "gauge",
+        ("model", "rule", "severity"),
+        "Open (firing) alert incidents, by rule.",
+        collected=True,
+    ),
+    _declare(
         "webhook_deliveries_total",
         "counter",
         ("target", "outcome"),
         "Webhook delivery attempts, by target and outcome.",
+    ),
+    _declare(
+        "outbox_events",
+        "gauge",
+        ("state",),
+        "Alert events in the outbox, by state (pending, dead).",
+        collected=True,
     ),
 )
 
@@ -192,24 +281,28 @@ EXTENSION_METRICS: tuple[MetricDeclaration, ...] = (
         "gauge",
         ("model", "method"),
         "Statistic of a multivariate (joint) drift method in the latest evaluated window.",
+        collected=True,
     ),
     _declare(
         "multivariate_drift_detected",
         "gauge",
         ("model", "method"),
         "1 when a multivariate drift method flagged the latest evaluated window, else 0.",
+        collected=True,
     ),
     _declare(
         "attribution_mean_abs_shap",
         "gauge",
         ("model", "feature"),
         "Mean |SHAP value| of a feature in the latest evaluated window.",
+        collected=True,
     ),
     _declare(
         "attribution_drift_detected",
         "gauge",
         ("model", "feature"),
         "1 when a feature's attribution drifted in the latest evaluated window, else 0.",
+        collected=True,
     ),
     _declare(
         "dead_letter_failures_total",
@@ -224,29 +317,241 @@ EXTENSION_METRICS: tuple[MetricDeclaration, ...] = (
 OPERATIONAL_METRICS: tuple[MetricDeclaration, ...] = ()
 
 
-class FeatureObservation(NamedTuple):
-    """One feature's result in a window, as :meth:`Metrics.observe_window` takes it.
+_DECLARATIONS: dict[str, MetricDeclaration] = {
+    d.attribute: d for d in (*METRICS, *EXTENSION_METRICS, *OPERATIONAL_METRICS)
+}
 
-    Plain tuples in this order are accepted too. ``p_value`` is None for
-    distance methods; ``missing_share`` is None when unknown.
+#: Open incidents by ``(model, rule, severity)``, as :meth:`Metrics.watch_alerts` reads them.
+OpenIncidents = Callable[[], Mapping[tuple[str, str, str], int]]
+#: Outbox events by state, as :meth:`Metrics.watch_alerts` reads them.
+OutboxCounts = Callable[[], Mapping[str, int]]
+
+_Samples = list[tuple[tuple[str, ...], float]]
+_T = TypeVar("_T")
+
+
+class _Families:
+    """Empty gauge families of some declared metrics, filled by a collector's scrape."""
+
+    def __init__(self, attributes: Sequence[str]) -> None:
+        self.families = {
+            attribute: GaugeMetricFamily(
+                _DECLARATIONS[attribute].name,
+                _DECLARATIONS[attribute].help,
+                labels=_DECLARATIONS[attribute].labels,
+            )
+            for attribute in attributes
+        }
+
+    def put(self, attribute: str, labels: Sequence[str], value: float | None) -> None:
+        """Add one sample, unless ``value`` is unknown (None, NaN or infinite)."""
+        if value is not None and math.isfinite(value):
+            self.families[attribute].add_metric(list(labels), float(value))
+
+    def __iter__(self) -> Iterator[GaugeMetricFamily]:
+        return iter(self.families.values())
+
+
+class LatestWindows:
+    """A prometheus_client collector of the per-window gauges, read from results at scrape time.
+
+    It holds each model's newest evaluated :class:`WindowResult` (the greatest
+    ``window_end``; a re-evaluation of the same window replaces it) and its
+    newest result that has labels (``labelled`` and ``predictions_stored`` both
+    positive). The drift gauges, window size and end, estimated quality and
+    joint and attribution drift come from the first; measured quality and label
+    coverage from the second, because labels arrive late: the newest window
+    usually has none yet, and an older window re-evaluated when its labels came
+    updates them. A scrape produces exactly the series of those results, so
+    nothing of an older window lingers and a model's results never touch another
+    model's series.
     """
 
-    feature: str
-    method: str
-    statistic: float | None
-    p_value: float | None
-    drift: bool
-    missing_share: float | None
+    #: The families this collector produces (attributes of the declarations).
+    FAMILIES = (
+        "feature_drift_score",
+        "feature_drift_p_value",
+        "feature_drift_detected",
+        "feature_missing_ratio",
+        "prediction_drift_score",
+        "dataset_drift_share",
+        "window_records",
+        "window_end_timestamp_seconds",
+        "model_quality",
+        "model_quality_estimated",
+        "label_coverage_ratio",
+        "multivariate_drift_score",
+        "multivariate_drift_detected",
+        "attribution_mean_abs_shap",
+        "attribution_drift_detected",
+    )
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._latest: dict[str, tuple[WindowResult, dict[str, float]]] = {}
+        self._labelled: dict[str, WindowResult] = {}
+
+    def observe(
+        self, result: WindowResult, estimated_quality: Mapping[str, float] | None = None
+    ) -> None:
+        """Keep ``result`` if it is its model's newest window, or newest labelled window.
+
+        ``estimated_quality`` is the estimated metrics to export for it
+        (``driftline_model_quality_estimated``); None exports none.
+        """
+        estimated = dict(estimated_quality or {})
+        with self._lock:
+            if result.labelled and result.predictions_stored:
+                labelled = self._labelled.get(result.model)
+                if labelled is None or result.window_end >= labelled.window_end:
+                    self._labelled[result.model] = result
+            latest = self._latest.get(result.model)
+            if latest is None or result.window_end >= latest[0].window_end:
+                self._latest[result.model] = (result, estimated)
+
+    def describe(self) -> list[GaugeMetricFamily]:
+        """The families, without samples: how the registry refuses duplicate names."""
+        return list(_Families(self.FAMILIES))
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        """Every family, with the series of the results held now."""
+        with self._lock:
+            latest = list(self._latest.values())
+            labelled = list(self._labelled.values())
+        families = _Families(self.FAMILIES)
+        for result, estimated in latest:
+            _window_samples(families, result, estimated)
+        for result in labelled:
+            model = result.model
+            families.put(
+                "label_coverage_ratio", (model,), result.labelled / result.predictions_stored
+            )
+            for metric, value in result.quality.metrics.items():
+                families.put("model_quality", (model, metric), value)
+        yield from families
 
 
-#: ``(feature, method, statistic, p_value, drift, missing_share)`` as a plain tuple.
-FeatureValues = tuple[str, str, float | None, float | None, bool, float | None]
+def _window_samples(
+    families: _Families, result: WindowResult, estimated: Mapping[str, float]
+) -> None:
+    """Add the samples of ``result``, its model's newest window, except the labelled ones."""
+    model, report = result.model, result.drift
+    if report is not None:
+        for f in report.features:
+            families.put("feature_drift_score", (model, f.name, f.method), f.statistic)
+            families.put("feature_drift_p_value", (model, f.name, f.method), f.p_value)
+            families.put("feature_drift_detected", (model, f.name), float(f.drift))
+            # The drift report's missing shares are the data-quality "missing" values of the
+            # same features, so they are exported once, from here.
+            families.put("feature_missing_ratio", (model, f.name), f.missing_share)
+        if report.prediction is not None:
+            prediction = report.prediction
+            families.put("prediction_drift_score", (model, prediction.method), prediction.statistic)
+        families.put("dataset_drift_share", (model,), report.drift_share)
+    families.put("window_records", (model,), float(result.rows))
+    families.put("window_end_timestamp_seconds", (model,), result.window_end)
+    for metric, value in estimated.items():
+        families.put("model_quality_estimated", (model, metric), value)
+    joint = result.joint_drift
+    if isinstance(joint, JointDrift):
+        for method in joint.methods:
+            families.put(
+                "multivariate_drift_score", (model, method.method), method.result.statistic
+            )
+            families.put("multivariate_drift_detected", (model, method.method), float(method.drift))
+    attribution = result.attribution
+    if isinstance(attribution, AttributionDrift):
+        for feature in attribution.report.by_change():
+            labels = (model, feature.name)
+            families.put("attribution_mean_abs_shap", labels, feature.current_mean_abs)
+            families.put("attribution_drift_detected", labels, float(feature.drift))
 
-_Series = tuple[Gauge, tuple[str, ...]]
+
+class AlertingGauges:
+    """A prometheus_client collector of ``driftline_alerts_active`` and ``driftline_outbox_events``.
+
+    Both are read at scrape time from the callables given to :meth:`watch`
+    (the service passes database reads); until then both families have no
+    samples. The outbox shows the states of :data:`OUTBOX_STATES`, 0 when the
+    callable does not count one. A callable that raises makes its family empty
+    for that scrape, not the scrape fail; it is logged at WARNING once per run
+    of consecutive failures.
+    """
+
+    FAMILIES = ("alerts_active", "outbox_events")
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._open_incidents: OpenIncidents | None = None
+        self._outbox_counts: OutboxCounts | None = None
+        self._failing: set[str] = set()
+
+    def watch(self, open_incidents: OpenIncidents, outbox_counts: OutboxCounts) -> None:
+        """Read the gauges from these callables from now on (replacing earlier ones)."""
+        with self._lock:
+            self._open_incidents = open_incidents
+            self._outbox_counts = outbox_counts
+            self._failing.clear()
+
+    def describe(self) -> list[GaugeMetricFamily]:
+        """The families, without samples: how the registry refuses duplicate names."""
+        return list(_Families(self.FAMILIES))
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        """Both families, with the values the callables return now."""
+        with self._lock:
+            open_incidents, outbox_counts = self._open_incidents, self._outbox_counts
+        families = _Families(self.FAMILIES)
+        for labels, value in self._read("alerts_active", open_incidents, _incident_samples):
+            families.put("alerts_active", labels, value)
+        for labels, value in self._read("outbox_events", outbox_counts, _outbox_samples):
+            families.put("outbox_events", labels, value)
+        yield from families
+
+    def _read(
+        self, attribute: str, read: Callable[[], _T] | None, samples: Callable[[_T], _Samples]
+    ) -> _Samples:
+        """The samples of what ``read()`` returns; none when unset, or when it raises (logged
+        at WARNING the first time only, until a read succeeds again)."""
+        if read is None:
+            return []
+        try:
+            found = samples(read())
+        except Exception:
+            with self._lock:
+                first = attribute not in self._failing
+                self._failing.add(attribute)
+            if first:
+                log.warning(
+                    "cannot read driftline_%s for a scrape; it has no samples until a read "
+                    "succeeds",
+                    attribute,
+                    exc_info=True,
+                )
+            return []
+        with self._lock:
+            recovered = attribute in self._failing
+            self._failing.discard(attribute)
+        if recovered:
+            log.info("driftline_%s is read again", attribute)
+        return found
+
+
+def _incident_samples(counts: Mapping[tuple[str, str, str], int]) -> _Samples:
+    return [((model, rule, severity), float(n)) for (model, rule, severity), n in counts.items()]
+
+
+def _outbox_samples(counts: Mapping[str, int]) -> _Samples:
+    return [((state,), float(counts.get(state, 0))) for state in OUTBOX_STATES]
 
 
 class Metrics:
-    """Every contract metric, created on ``registry``; one attribute per metric.
+    """Every contract metric, on ``registry``: an attribute per instrument, and two collectors.
+
+    Counters and ``consumer_lag_records`` are attributes named after their
+    metric. The per-window gauges come from :attr:`windows` (fed by
+    :meth:`observe_result`) and the alerting gauges from :attr:`alerting`
+    (see :meth:`watch_alerts`); both are registered on ``registry``.
 
     Creating two ``Metrics`` on one registry raises ``ValueError`` (duplicate
     time series), as prometheus_client does for any duplicate.
@@ -255,136 +560,46 @@ class Metrics:
     records_total: Counter
     records_invalid_total: Counter
     records_late_total: Counter
-    feature_drift_score: Gauge
-    feature_drift_p_value: Gauge
-    feature_drift_detected: Gauge
-    prediction_drift_score: Gauge
-    dataset_drift_share: Gauge
-    feature_missing_ratio: Gauge
-    model_quality: Gauge
-    model_quality_estimated: Gauge
-    label_coverage_ratio: Gauge
-    window_records: Gauge
-    window_end_timestamp_seconds: Gauge
     consumer_lag_records: Gauge
     alerts_total: Counter
     webhook_deliveries_total: Counter
-    multivariate_drift_score: Gauge
-    multivariate_drift_detected: Gauge
-    attribution_mean_abs_shap: Gauge
-    attribution_drift_detected: Gauge
     dead_letter_failures_total: Counter
 
     def __init__(self, registry: CollectorRegistry) -> None:
         self.registry = registry
-        for declaration in (*METRICS, *EXTENSION_METRICS, *OPERATIONAL_METRICS):
+        for declaration in _DECLARATIONS.values():
+            if declaration.collected:
+                continue
             factory = Counter if declaration.kind == "counter" else Gauge
             metric = factory(
                 declaration.name, declaration.help, declaration.labels, registry=registry
             )
             setattr(self, declaration.attribute, metric)
-        self._lock = threading.Lock()
-        self.reset()
+        self.windows = LatestWindows()
+        self.alerting = AlertingGauges()
+        registry.register(self.windows)
+        registry.register(self.alerting)
 
-    def reset(self) -> None:
-        """Forget which per-window series were set (the series themselves stay)."""
-        self._window_series: dict[str, set[_Series]] = {}
-        self._metric_series: dict[tuple[str, str], set[str]] = {}
+    def observe_result(
+        self, result: WindowResult, *, estimated_quality: Mapping[str, float] | None = None
+    ) -> None:
+        """Show ``result`` in the per-window gauges if it is its model's newest (labelled) window.
 
-    def observe_quality(self, model: str, values: Mapping[str, float | None]) -> None:
-        """Set ``driftline_model_quality{model, metric}`` to one window's measured quality.
-
-        ``values`` maps metric names to values; metrics ``model`` had before
-        and not now (or now None/NaN) lose their series, as in
-        :meth:`observe_window`.
+        ``estimated_quality`` is what ``driftline_model_quality_estimated``
+        shows for it: the exported subset of its estimate
+        (``monitor.analyses.quality.estimated_metrics``, which this module,
+        below the analyses, cannot import); None shows none.
         """
-        self._replace_metrics("model_quality", model, values)
+        self.windows.observe(result, estimated_quality)
 
-    def observe_estimated_quality(self, model: str, values: Mapping[str, float | None]) -> None:
-        """Set ``driftline_model_quality_estimated{model, metric}``, as :meth:`observe_quality`."""
-        self._replace_metrics("model_quality_estimated", model, values)
+    def watch_alerts(self, open_incidents: OpenIncidents, outbox_counts: OutboxCounts) -> None:
+        """Read ``driftline_alerts_active`` and ``driftline_outbox_events`` at scrape time.
 
-    def observe_multivariate(
-        self, model: str, results: Iterable[tuple[str, float | None, bool]]
-    ) -> None:
-        """Set the multivariate gauges from ``(method, statistic, drift)`` of one window."""
-        results = list(results)
-        self._replace_metrics("multivariate_drift_score", model, {m: v for m, v, _ in results})
-        self._replace_metrics(
-            "multivariate_drift_detected", model, {m: float(d) for m, _, d in results}
-        )
-
-    def observe_attribution(
-        self, model: str, features: Iterable[tuple[str, float | None, bool]]
-    ) -> None:
-        """Set the attribution gauges from ``(feature, mean |SHAP|, drift)`` of one window."""
-        features = list(features)
-        self._replace_metrics("attribution_mean_abs_shap", model, {f: v for f, v, _ in features})
-        self._replace_metrics(
-            "attribution_drift_detected", model, {f: float(d) for f, _, d in features}
-        )
-
-    def _replace_metrics(
-        self, attribute: str, model: str, values: Mapping[str, float | None]
-    ) -> None:
-        gauge: Gauge = getattr(self, attribute)
-        known = {
-            metric: float(value)
-            for metric, value in values.items()
-            if value is not None and not math.isnan(value)
-        }
-        key = (attribute, model)
-        with self._lock:
-            for metric in self._metric_series.get(key, set()) - known.keys():
-                with contextlib.suppress(KeyError):
-                    gauge.remove(model, metric)
-            for metric, value in known.items():
-                gauge.labels(model, metric).set(value)
-            self._metric_series[key] = set(known)
-
-    def observe_window(
-        self,
-        model: str,
-        features: Iterable[FeatureObservation | FeatureValues],
-        prediction: tuple[str, float | None] | None,
-        drift_share: float | None,
-        records: int,
-        window_end: float,
-    ) -> None:
-        """Set ``model``'s per-window gauges to one evaluated window's results.
-
-        ``features`` holds ``(feature, method, statistic, p_value, drift,
-        missing_share)`` per feature; ``prediction`` is ``(method, score)`` or
-        None when the prediction was not tested. Series of the model's previous
-        window that this window does not set are removed; None and NaN values
-        leave their series unset.
+        ``open_incidents()`` returns the open incidents by ``(model, rule,
+        severity)``, ``outbox_counts()`` the outbox's events by state; until this
+        is called, both families have no samples (:class:`AlertingGauges`).
         """
-        values: dict[_Series, float] = {}
-
-        def put(gauge: Gauge, labels: Sequence[str], value: float | None) -> None:
-            if value is not None and not math.isnan(value):
-                values[(gauge, tuple(labels))] = float(value)
-
-        for feature, method, statistic, p_value, drift, missing_share in map(
-            FeatureObservation._make, features
-        ):
-            put(self.feature_drift_score, (model, feature, method), statistic)
-            put(self.feature_drift_p_value, (model, feature, method), p_value)
-            put(self.feature_drift_detected, (model, feature), 1.0 if drift else 0.0)
-            put(self.feature_missing_ratio, (model, feature), missing_share)
-        if prediction is not None:
-            put(self.prediction_drift_score, (model, prediction[0]), prediction[1])
-        put(self.dataset_drift_share, (model,), drift_share)
-        put(self.window_records, (model,), float(records))
-        put(self.window_end_timestamp_seconds, (model,), window_end)
-
-        with self._lock:
-            for gauge, labels in self._window_series.get(model, set()) - values.keys():
-                with contextlib.suppress(KeyError):  # older clients raise on a missing series
-                    gauge.remove(*labels)
-            for (gauge, labels), value in values.items():
-                gauge.labels(*labels).set(value)
-            self._window_series[model] = set(values)
+        self.alerting.watch(open_incidents, outbox_counts)
 
 
 def render(registry: CollectorRegistry) -> bytes:

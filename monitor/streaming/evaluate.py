@@ -32,14 +32,14 @@ from detectors.attribution import AttributionSummary
 from detectors.performance import CBPESketch
 from detectors.profile import ReferenceProfile
 from detectors.sketch import WindowSketch
-from detectors.window_result import AttributionDrift, EstimatedPerformance, JointDrift, WindowResult
+from detectors.window_result import EstimatedPerformance, WindowResult
 from monitor.analyses.attribution import WindowExplainer
 from monitor.analyses.model import ModelRuntime, StoredReference
 from monitor.analyses.quality import estimated_metrics
 from monitor.analyses.window import MergedWindow, WindowInputs, analyse, needs_stored_scores
 from monitor.config.service import ServiceConfig
 from monitor.events import EventBroker, WindowEvaluated
-from monitor.metrics import FeatureObservation, Metrics
+from monitor.metrics import Metrics
 from monitor.store import Store
 from monitor.store.result_json import stored_labelled
 from monitor.streaming.partials import PartialPayload, merge_optional, partial_from_bytes
@@ -320,78 +320,24 @@ def store_results(store: Store) -> Callable[[WindowEvaluated], None]:
 
 
 class MetricsObserver:
-    """The subscriber that sets the per-window gauges from each model's newest result.
+    """The subscriber that shows each evaluated window's result in the per-window gauges.
 
-    Drift gauges follow the model's newest evaluated window. Quality and label
-    coverage follow the newest window that has labels instead: labels arrive
-    late, so the newest window usually has none yet, and an older window
-    re-evaluated when its labels came updates them.
+    :class:`monitor.metrics.LatestWindows` keeps the model's newest window (and
+    newest labelled window) and produces the gauges from them at scrape time;
+    this adds the exported subset of the window's estimated quality, which is
+    an analysis decision (:func:`monitor.analyses.quality.estimated_metrics`).
     """
 
     def __init__(self, metrics: Metrics) -> None:
         self.metrics = metrics
-        self._latest_end: dict[str, float] = {}
-        self._latest_labelled_end: dict[str, float] = {}
 
     def __call__(self, event: WindowEvaluated) -> None:
-        """Update the gauges from ``event``'s result, if it is the newest of its kind."""
+        """Hand ``event``'s result to the metrics."""
         result = event.result
-        self._observe_labels(result)
-        if result.window_end < self._latest_end.get(result.model, -math.inf):
-            return
-        self._latest_end[result.model] = result.window_end
-        m, model, report = self.metrics, result.model, result.drift
-        features = []
-        prediction = None
-        if report is not None:
-            features = [
-                FeatureObservation(
-                    f.name, f.method, _finite(f.statistic), f.p_value, f.drift, f.missing_share
-                )
-                for f in report.features
-            ]
-            if report.prediction is not None:
-                prediction = (report.prediction.method, _finite(report.prediction.statistic))
-        m.observe_window(
-            model,
-            features,
-            prediction,
-            result.drift_share if report is not None else None,
-            result.rows,
-            result.window_end,
-        )
-        # driftline_feature_missing_ratio is set by observe_window from the drift report's
-        # missing shares, which are the data-quality "missing" values of the same features.
         estimate = result.estimated_performance
-        m.observe_estimated_quality(
-            model, estimated_metrics(estimate) if isinstance(estimate, EstimatedPerformance) else {}
+        self.metrics.observe_result(
+            result,
+            estimated_quality=estimated_metrics(estimate)
+            if isinstance(estimate, EstimatedPerformance)
+            else None,
         )
-        attribution = result.attribution
-        m.observe_attribution(
-            model,
-            [(f.name, _finite(f.current_mean_abs), f.drift) for f in attribution.report.by_change()]
-            if isinstance(attribution, AttributionDrift)
-            else [],
-        )
-        joint = result.joint_drift
-        m.observe_multivariate(
-            model,
-            [(r.method, _finite(r.result.statistic), r.drift) for r in joint.methods]
-            if isinstance(joint, JointDrift)
-            else [],
-        )
-
-    def _observe_labels(self, result: WindowResult) -> None:
-        """Set quality and label coverage from ``result`` if it is the newest labelled window."""
-        total, labelled = result.predictions_stored, result.labelled
-        if not (total and labelled):
-            return
-        if result.window_end < self._latest_labelled_end.get(result.model, -math.inf):
-            return
-        self._latest_labelled_end[result.model] = result.window_end
-        self.metrics.label_coverage_ratio.labels(model=result.model).set(labelled / total)
-        self.metrics.observe_quality(result.model, result.quality.metrics)
-
-
-def _finite(value: float) -> float | None:
-    return value if math.isfinite(value) else None

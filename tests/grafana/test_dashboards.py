@@ -49,6 +49,7 @@ from prometheus_client import CollectorRegistry
 
 from monitor.metrics import CONTENT_TYPE, EXTENSION_METRICS, METRICS, Metrics, render
 from tests import servers
+from tests.test_metrics import attribution_drift, joint_drift, window_result
 
 REPO = Path(__file__).resolve().parents[2]
 GRAFANA = REPO / "grafana"
@@ -653,7 +654,7 @@ def test_sdk_round_trip_catches_a_misspelled_key(where: str, typo: str) -> None:
 
 def test_contract_is_imported() -> None:
     """The contract comes from monitor.metrics and covers the DESIGN.md table."""
-    assert len(CONTRACT) == 17
+    assert len(CONTRACT) == 19
     assert CONTRACT["driftline_feature_drift_score"] == {"model", "feature", "method"}
 
 
@@ -777,53 +778,75 @@ SAMPLE_TIMEOUT = 30.0
 
 
 def populate(metrics: Metrics) -> None:
-    """Give every declared metric series for :data:`MODEL` (and some for :data:`OTHER_MODEL`)."""
+    """Give every declared metric series for :data:`MODEL` (and some for :data:`OTHER_MODEL`).
+
+    The per-window gauges come from real window results, as the evaluator publishes them.
+    """
     metrics.records_total.labels(model=MODEL).inc(100)
     metrics.records_invalid_total.labels(model=MODEL, reason="malformed_json").inc(3)
     metrics.dead_letter_failures_total.labels(reason="too_large").inc()
     metrics.records_late_total.labels(model=MODEL).inc(2)
-    metrics.observe_window(
-        MODEL,
-        [
-            (FEATURE, "ks", 0.31, 1e-9, True, 0.0),
-            ("age", "ks", 0.05, 0.4, False, 0.01),
-            ("region", "psi", 0.02, None, False, 0.1),
-        ],
-        prediction=("ks", 0.12),
-        drift_share=DRIFT_SHARE,
-        records=1200,
-        window_end=time.time() - 60,
+    metrics.observe_result(
+        window_result(
+            MODEL,
+            features=[
+                (FEATURE, "ks", 0.31, 1e-9, True, 0.0),
+                ("age", "ks", 0.05, 0.4, False, 0.01),
+                ("region", "psi", 0.02, None, False, 0.1),
+            ],
+            prediction=("ks", 0.12),
+            drift_share=DRIFT_SHARE,
+            records=1200,
+            window_end=time.time() - 60,
+            quality={"accuracy": 0.91},
+            labelled=60,
+            predictions_stored=100,
+            joint_drift=joint_drift(("domain_classifier", 0.74, True), ("mmd", 0.002, False)),
+            attribution=attribution_drift(
+                ("age", 0.08, False), (FEATURE, 0.42, True), ("region", 0.01, False)
+            ),
+        ),
+        estimated_quality={"accuracy": 0.88},
     )
-    metrics.model_quality.labels(model=MODEL, metric="accuracy").set(0.91)
-    metrics.model_quality_estimated.labels(model=MODEL, metric="accuracy").set(0.88)
-    metrics.label_coverage_ratio.labels(model=MODEL).set(0.6)
     metrics.consumer_lag_records.labels(topic="predictions", partition="0").set(42)
+    # Alerting: feature-drift has an open incident; prediction-drift fired, and resolved.
     metrics.alerts_total.labels(model=MODEL, rule="feature-drift", severity="critical").inc()
+    metrics.alerts_total.labels(model=MODEL, rule="prediction-drift", severity="warning").inc(2)
     metrics.webhook_deliveries_total.labels(target="retrain", outcome="delivered").inc()
-    metrics.observe_multivariate(MODEL, [("domain_classifier", 0.74, True), ("mmd", 0.002, False)])
-    metrics.observe_attribution(
-        MODEL, [("age", 0.08, False), (FEATURE, 0.42, True), ("region", 0.01, False)]
+    metrics.webhook_deliveries_total.labels(target="retrain", outcome="http_error").inc()
+    metrics.webhook_deliveries_total.labels(target="slack", outcome="dead").inc()
+    metrics.watch_alerts(
+        lambda: {
+            (MODEL, "feature-drift", "critical"): 1,
+            (OTHER_MODEL, "quality-drop", "warning"): 3,
+        },
+        lambda: {"pending": 2, "dead": 1},
     )
     # Another model, whose series the $model filter must keep out.
     metrics.records_total.labels(model=OTHER_MODEL).inc(5)
-    metrics.observe_window(
-        OTHER_MODEL,
-        [(FEATURE, "ks", 0.9, 1e-12, True, 0.5)],
-        prediction=None,
-        drift_share=0.9,
-        records=10,
-        window_end=time.time(),
+    metrics.alerts_total.labels(model=OTHER_MODEL, rule="quality-drop", severity="warning").inc(3)
+    metrics.observe_result(
+        window_result(
+            OTHER_MODEL,
+            features=[(FEATURE, "ks", 0.9, 1e-12, True, 0.5)],
+            prediction=None,
+            drift_share=0.9,
+            records=10,
+            window_end=time.time(),
+            joint_drift=joint_drift(("pca_reconstruction", 9.0, True)),
+            attribution=attribution_drift(("zip", 5.0, True)),
+        )
     )
-    metrics.observe_multivariate(OTHER_MODEL, [("pca_reconstruction", 9.0, True)])
-    metrics.observe_attribution(OTHER_MODEL, [("zip", 5.0, True)])
 
 
 @contextlib.contextmanager
 def metrics_endpoint(metrics: Metrics) -> Iterator[int]:
     """Serve ``/metrics`` of ``metrics`` on 127.0.0.1; yield the port.
 
-    Each scrape first counts 5 more records of :data:`MODEL`, so that its
-    records rate is positive.
+    Each scrape first counts 5 more records of :data:`MODEL`, one more of its
+    feature-drift alerts and one more failed (``http_error``) delivery to the
+    ``retrain`` target, so that their rates are positive while the other
+    counters' are zero.
     """
 
     class Handler(http.server.BaseHTTPRequestHandler):
@@ -832,6 +855,10 @@ def metrics_endpoint(metrics: Metrics) -> Iterator[int]:
                 self.send_error(404)
                 return
             metrics.records_total.labels(model=MODEL).inc(5)
+            metrics.alerts_total.labels(
+                model=MODEL, rule="feature-drift", severity="critical"
+            ).inc()
+            metrics.webhook_deliveries_total.labels(target="retrain", outcome="http_error").inc()
             body = render(metrics.registry)
             self.send_response(200)
             self.send_header("Content-Type", CONTENT_TYPE)
@@ -1021,3 +1048,43 @@ def test_dashboard_queries_run_on_real_prometheus(tmp_path: Path) -> None:
         f'max by (feature) (driftline_attribution_drift_detected{{model="{MODEL}"}})'
     )
     assert {s["feature"]: v for s, v in attribution} == {FEATURE: 1.0, "age": 0.0, "region": 0.0}
+
+    # Alerts and webhooks: the other model's rule (quality-drop) is filtered out.
+    fired = value_of(
+        "sort_desc(sum by (rule, severity) "
+        f'(increase(driftline_alerts_total{{model="{MODEL}"}}[5m])))'
+    )
+    assert [(s["rule"], s["severity"]) for s, _ in fired] == [
+        ("feature-drift", "critical"),
+        ("prediction-drift", "warning"),
+    ], fired
+    assert fired[0][1] > 0, fired
+    assert fired[1][1] == 0.0, fired
+    fired_per_interval = value_of(
+        f'sum by (rule, severity) (increase(driftline_alerts_total{{model="{MODEL}"}}[1m]))'
+    )
+    assert {(s["rule"], s["severity"]) for s, _ in fired_per_interval} == {
+        ("feature-drift", "critical"),
+        ("prediction-drift", "warning"),
+    }, fired_per_interval
+    # Open incidents: 1 = firing; a rule that fired but has no open incident shows 0 = ok.
+    incidents = value_of(
+        f'max by (rule, severity) (driftline_alerts_active{{model="{MODEL}"}}) '
+        f'or (0 * max by (rule, severity) (driftline_alerts_total{{model="{MODEL}"}}))'
+    )
+    assert {(s["rule"], s["severity"]): v for s, v in incidents} == {
+        ("feature-drift", "critical"): 1.0,
+        ("prediction-drift", "warning"): 0.0,
+    }, incidents
+    deliveries = value_of("sum by (target, outcome) (rate(driftline_webhook_deliveries_total[1m]))")
+    delivery_rates = {(s["target"], s["outcome"]): v for s, v in deliveries}
+    assert delivery_rates.keys() == {
+        ("retrain", "delivered"),
+        ("retrain", "http_error"),
+        ("slack", "dead"),
+    }, deliveries
+    assert delivery_rates[("retrain", "http_error")] > 0, deliveries
+    assert delivery_rates[("retrain", "delivered")] == 0.0, deliveries
+    assert delivery_rates[("slack", "dead")] == 0.0, deliveries
+    outbox = value_of("max by (state) (driftline_outbox_events)")
+    assert {s["state"]: v for s, v in outbox} == {"pending": 2.0, "dead": 1.0}, outbox
