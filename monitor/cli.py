@@ -78,6 +78,42 @@ def build_parser() -> argparse.ArgumentParser:
     build.add_argument("--model", required=True, metavar="NAME", help="model name in the config")
     build.add_argument("--file", required=True, metavar="TRAIN", help="CSV, Parquet or JSON lines")
 
+    alerts = commands.add_parser(
+        "alerts", help="incidents, events, re-delivery, rule backtests and Prometheus rule export"
+    )
+    alert_commands = alerts.add_subparsers(dest="action", required=True, metavar="ACTION")
+    listing = alert_commands.add_parser("list", help="the incidents, most recent first")
+    listing.add_argument("--config", required=True, metavar="FILE", help="service YAML config")
+    listing.add_argument("--model", metavar="NAME", help="only this model's incidents")
+    listing.add_argument("--state", choices=("firing", "resolved"), help="only these incidents")
+    listing.add_argument("--limit", type=int, default=100)
+    listing.add_argument("--format", choices=("table", "json"), default="table")
+    shown = alert_commands.add_parser("events", help="the events and their deliveries")
+    shown.add_argument("--config", required=True, metavar="FILE", help="service YAML config")
+    shown.add_argument("--model", metavar="NAME", help="only this model's events")
+    shown.add_argument("--limit", type=int, default=100)
+    shown.add_argument("--format", choices=("table", "json"), default="table")
+    again = alert_commands.add_parser("redeliver", help="queue a dead event for delivery again")
+    again.add_argument("--config", required=True, metavar="FILE", help="service YAML config")
+    again.add_argument("event_id", metavar="EVENT_ID")
+    again.add_argument(
+        "--target", metavar="NAME", help="only this target (default: every dead one)"
+    )
+    replayed = alert_commands.add_parser(
+        "backtest", help="replay the configured rules over the stored windows (sends nothing)"
+    )
+    replayed.add_argument("--config", required=True, metavar="FILE", help="service YAML config")
+    replayed.add_argument("--model", required=True, metavar="NAME", help="model name in the config")
+    replayed.add_argument(
+        "--since", metavar="TIME", help="only windows starting at or after (ISO 8601 or epoch s)"
+    )
+    replayed.add_argument("--format", choices=("table", "json"), default="table")
+    export = alert_commands.add_parser(
+        "export-rules", help="Prometheus alerting rules equivalent to the configured rules"
+    )
+    export.add_argument("--config", required=True, metavar="FILE", help="service YAML config")
+    export.add_argument("--output", metavar="FILE", help="write here instead of stdout")
+
     demo = commands.add_parser(
         "demo", help="run the service on an embedded broker with drift injected partway"
     )
@@ -104,6 +140,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _replay(args)
         if args.command == "reference":
             return _reference_build(args)
+        if args.command == "alerts":
+            return _alerts(args)
         if args.command == "demo":
             from monitor.demo.service import main_demo
 
@@ -260,6 +298,84 @@ def _reference_build(args: argparse.Namespace) -> int:
     for line in describe_reference(columns, reference, model):
         out.print(f"  {line}")
     return EXIT_OK
+
+
+def _alerts(args: argparse.Namespace) -> int:
+    """``driftline alerts ACTION``: read or act on the alerting layer's database."""
+    import orjson
+    from rich.console import Console
+
+    from monitor.alerting import operator
+    from monitor.config.service import ServiceConfig
+    from monitor.presentation import alerts as shown
+
+    config = ServiceConfig.load(args.config)
+    if args.action == "export-rules":
+        text = operator.prometheus_rules(config)
+        if args.output:
+            Path(args.output).write_text(text)
+        else:
+            sys.stdout.write(text)
+        return EXIT_OK
+    from monitor.store import Store
+
+    out = Console(highlight=False, soft_wrap=True)
+    store = Store.connect(config.database_url())
+    try:
+        if args.action == "list":
+            rows = operator.incidents(store, model=args.model, status=args.state, limit=args.limit)
+            if args.format == "json":
+                sys.stdout.buffer.write(
+                    orjson.dumps(
+                        [operator.incident_json(r) for r in rows], option=orjson.OPT_APPEND_NEWLINE
+                    )
+                )
+            else:
+                out.print(shown.incidents_table(rows))
+        elif args.action == "events":
+            found = operator.events(store, model=args.model, limit=args.limit)
+            if args.format == "json":
+                sys.stdout.buffer.write(
+                    orjson.dumps(
+                        [operator.event_json(d) for d in found], option=orjson.OPT_APPEND_NEWLINE
+                    )
+                )
+            else:
+                out.print(shown.events_table(found))
+        elif args.action == "redeliver":
+            done = operator.redeliver(store, args.event_id, target=args.target)
+            if done.requeued:
+                out.print(f"Queued {done.event_id} again for {', '.join(done.requeued)}.")
+            if done.not_dead:
+                out.print(f"Not dead (left as is): {', '.join(done.not_dead)}.")
+        else:
+            config.model(args.model)  # KeyError naming the known models
+            since = None if args.since is None else _epoch(args.since)
+            report = operator.backtest_model(config, store, args.model, since=since)
+            if args.format == "json":
+                sys.stdout.buffer.write(
+                    orjson.dumps(operator.backtest_json(report), option=orjson.OPT_APPEND_NEWLINE)
+                )
+            else:
+                shown.print_backtest(report, out)
+    finally:
+        store.close()
+    return EXIT_OK
+
+
+def _epoch(text: str) -> float:
+    """Epoch seconds from ``text``: a number, or an ISO 8601 time (UTC when it has no offset)."""
+    from datetime import UTC, datetime
+
+    try:
+        return float(text)
+    except ValueError:
+        pass
+    try:
+        moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise ValueError(f"--since: an ISO 8601 time or epoch seconds; got {text!r}") from None
+    return (moment if moment.tzinfo else moment.replace(tzinfo=UTC)).timestamp()
 
 
 if __name__ == "__main__":

@@ -265,9 +265,21 @@ def test_openapi_lists_every_endpoint_with_response_models(client: TestClient) -
         "/api/models/{model}/windows": ["get"],
         "/api/records": ["post"],
         "/api/models/{model}/reference": ["post"],
+        "/api/alerts": ["get"],
+        "/api/events": ["get"],
+        "/api/events/{event_id}/redeliver": ["post"],
     }
     components = schema["components"]["schemas"]
-    for name in ("Health", "Readiness", "ModelInfo", "WindowPage", "IngestResult"):
+    for name in (
+        "Health",
+        "Readiness",
+        "ModelInfo",
+        "WindowPage",
+        "IngestResult",
+        "Incident",
+        "AlertEventOut",
+        "Redelivered",
+    ):
         assert name in components, name
     records = schema["paths"]["/api/records"]["post"]
     assert set(records["requestBody"]["content"]) == {"application/json", "application/x-ndjson"}

@@ -278,8 +278,18 @@ def test_openapi_declares_the_bearer_scheme(running: Any, token: str) -> None:
             for method, operation in methods.items()
         }
 
-    writes = {("post", "/api/records"), ("post", "/api/models/{model}/reference")}
-    reads = {("get", "/api/models"), ("get", "/api/models/{model}/windows"), ("get", "/metrics")}
+    writes = {
+        ("post", "/api/records"),
+        ("post", "/api/models/{model}/reference"),
+        ("post", "/api/events/{event_id}/redeliver"),
+    }
+    reads = {
+        ("get", "/api/models"),
+        ("get", "/api/models/{model}/windows"),
+        ("get", "/metrics"),
+        ("get", "/api/alerts"),
+        ("get", "/api/events"),
+    }
     default = security(running(make_config(write_token_env=TOKEN_ENV)))
     assert {key for key, value in default.items() if value} == writes
     assert all(default[key] == [{"bearerToken": []}] for key in writes)

@@ -103,6 +103,9 @@ from pydantic import (
     model_validator,
 )
 
+from alerts.backoff import DeliveryPolicy
+from alerts.rules import RulesConfig
+from alerts.targets import Target
 from detectors.kinds import ColumnKind
 from detectors.labels import canonical_label
 from detectors.quality import DataQualityThresholds
@@ -766,6 +769,68 @@ class AttributionWindowSection(AttributionSection):
         return self
 
 
+class DeliverySection(_Section):
+    """How alert events are delivered from the outbox (:class:`alerts.backoff.DeliveryPolicy`).
+
+    An attempt that fails is retried with exponential backoff and full jitter
+    (``backoff_base_s`` doubling up to ``backoff_max_s``) until the event is
+    ``max_age_s`` old; it is then dead: kept, counted and listed, and can be
+    re-delivered by hand. At most ``concurrency`` requests are in flight per
+    process; ``lease_s`` must cover a whole batch (checked).
+    """
+
+    timeout_s: Seconds = 10.0
+    max_age_s: Seconds = 86_400.0
+    backoff_base_s: Seconds = 1.0
+    backoff_max_s: Seconds = 300.0
+    concurrency: int = Field(8, ge=1, le=64)
+    lease_s: Seconds = 120.0
+    batch_size: int = Field(32, ge=1, le=1000)
+
+    @model_validator(mode="after")
+    def _valid_policy(self) -> DeliverySection:
+        self.policy()  # InvalidPolicyError is a ValueError: reported with the section's path
+        return self
+
+    def policy(self) -> DeliveryPolicy:
+        """The delivery engine's policy of these settings."""
+        return DeliveryPolicy(
+            timeout_s=self.timeout_s,
+            max_age_s=self.max_age_s,
+            backoff_base_s=self.backoff_base_s,
+            backoff_max_s=self.backoff_max_s,
+            concurrency=self.concurrency,
+            lease_s=self.lease_s,
+            batch_size=self.batch_size,
+        )
+
+
+class AlertsSection(_Section):
+    """Where alert events go and how they are delivered; each model's rules are its own.
+
+    ``targets`` (:mod:`alerts.targets`): ``webhook`` (every event type it
+    accepts), ``alertmanager`` (the incidents: fired and resolved) and
+    ``retrain`` (``retrain.requested`` only). Secrets are names of environment
+    variables. ``interval_s`` is how often the rules read newly evaluated
+    windows and the outbox is polled; ``source`` is the CloudEvents ``source``.
+    """
+
+    enabled: bool = True
+    targets: list[Target] = Field(default_factory=list)
+    delivery: DeliverySection = DeliverySection()
+    interval_s: Seconds = 2.0
+    source: str = Field("/driftline", min_length=1)
+
+    @field_validator("targets")
+    @classmethod
+    def _unique_targets(cls, targets: list[Target]) -> list[Target]:
+        names = [t.name for t in targets]
+        twice = sorted({n for n in names if names.count(n) > 1})
+        if twice:
+            raise ValueError(f"target names must be unique; repeated: {', '.join(twice)}")
+        return targets
+
+
 class ModelConfig(_Section):
     """One monitored model: its reference, prediction, windows, drift settings and retention."""
 
@@ -785,6 +850,8 @@ class ModelConfig(_Section):
     multivariate: MultivariateWindowSection | None = None
     attribution: AttributionWindowSection | None = None
     change_detection: ChangeDetectionSection | None = None
+    #: Alert rules (:mod:`alerts.rules`); unset: the defaults, ``rules: []``: none.
+    alerts: RulesConfig = RulesConfig()
 
     @model_validator(mode="before")
     @classmethod
@@ -885,6 +952,7 @@ class ServiceConfig(_Section):
     database: DatabaseSection = DatabaseSection()
     http: HttpSection = HttpSection()
     scheduler: SchedulerSection = SchedulerSection()
+    alerts: AlertsSection = AlertsSection()
     models: list[ModelConfig] = Field(min_length=1)
 
     _source: Path | None = PrivateAttr(default=None)

@@ -35,12 +35,15 @@ by itself when every window is evaluated and its labels counted (or after
 from __future__ import annotations
 
 import contextlib
+import os
+import secrets
 import shutil
 import socket
 import subprocess
 import tempfile
 import threading
 import time
+from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -62,6 +65,7 @@ from detectors.window_result import AttributionDrift, EstimatedPerformance, Join
 from monitor.analyses.model import PREDICTION
 from monitor.analyses.reference import build_reference
 from monitor.config.service import ServiceConfig
+from monitor.demo.receiver import DemoReceiver, Received
 from monitor.presentation.windows import (
     Column,
     attribution_cell,
@@ -74,6 +78,8 @@ from monitor.presentation.windows import (
 )
 from monitor.service.run import Service
 from monitor.store import Store
+from monitor.store.alerting import AlertStore, SqlOutbox
+from monitor.store.rows import EventRow
 
 MODEL = "credit-risk"
 FEATURES = ("age", "income", "utilization", "tenure_months", "region", "channel")
@@ -224,8 +230,28 @@ def embedded_broker() -> Iterator[str]:
         process.wait(5)
 
 
-def demo_config(bootstrap: str, directory: Path, http_port: int) -> ServiceConfig:
-    """The demo's service config: config/service-demo.yaml's settings on this broker and folder."""
+#: The environment variable the demo puts its (random) webhook secret in.
+DEMO_SECRET_ENV = "DRIFTLINE_DEMO_WEBHOOK_SECRET"
+#: The demo model's alert rules (config/service-demo.yaml has the same).
+DEMO_RULES: list[dict[str, Any]] = [
+    # Each drifted feature its own incident, after two drifted windows in a row.
+    {"kind": "feature_drift"},
+    # The dataset drifted (the model's own drift_share decision): page, and ask to retrain.
+    {"kind": "drift_share", "retrain": True},
+    {"kind": "prediction_drift"},
+    {"kind": "data_quality"},
+]
+
+
+def demo_config(
+    bootstrap: str, directory: Path, http_port: int, receiver_url: str = "http://127.0.0.1:9"
+) -> ServiceConfig:
+    """The demo's service config: config/service-demo.yaml's settings on this broker and folder.
+
+    Alert events go to the demo's receiver at ``receiver_url``: signed webhooks
+    to ``/hooks`` (the secret is read from :data:`DEMO_SECRET_ENV`) and the
+    generic retraining request to ``/retrain``.
+    """
     config: dict[str, Any] = {
         "broker": {"bootstrap_servers": [bootstrap]},
         "topics": {
@@ -243,6 +269,24 @@ def demo_config(bootstrap: str, directory: Path, http_port: int) -> ServiceConfi
         "database": {"url": f"sqlite:///{directory / 'driftline-demo.db'}"},
         "http": {"host": "127.0.0.1", "port": http_port},
         "scheduler": {"evaluate_interval_s": "1s", "claim_stale_after_s": "30s"},
+        "alerts": {
+            "interval_s": "1s",
+            "targets": [
+                {
+                    "type": "webhook",
+                    "name": "demo-hooks",
+                    "url": f"{receiver_url}/hooks",
+                    "secret_env": DEMO_SECRET_ENV,
+                },
+                {
+                    "type": "retrain",
+                    "name": "demo-retrain",
+                    "kind": "generic",
+                    "url": f"{receiver_url}/retrain",
+                },
+            ],
+            "delivery": {"timeout_s": "2s", "backoff_base_s": "0.2s", "backoff_max_s": "2s"},
+        },
         "models": [
             {
                 "name": MODEL,
@@ -271,6 +315,7 @@ def demo_config(bootstrap: str, directory: Path, http_port: int) -> ServiceConfi
                     "streams": ["error"],
                     "parameters": {"adwin": {"clock": 8}},
                 },
+                "alerts": {"rules": DEMO_RULES},
             }
         ],
     }
@@ -394,8 +439,30 @@ def window_cells(plan: DemoPlan, result: WindowResult) -> list[str]:
     ]
 
 
-def windows_view(store: Store, plan: DemoPlan, progress: Progress, console: Console) -> Group:
-    """The live display: progress and one row per evaluated window, fitted to ``console``."""
+def alerts_line(store: Store, receiver: DemoReceiver | None) -> str:
+    """One line: the alert events created (by type) and what the demo's receiver accepted."""
+    created = Counter(d.event.type for d in AlertStore(store).events(model=MODEL, limit=1000))
+    if not created:
+        return "Alerts: none yet (a rule fires after two breaching windows in a row)."
+    kinds = ", ".join(f"{kind} {n}" for kind, n in sorted(created.items()))
+    line = f"Alerts: [bold red]{sum(created.values())}[/] events ({kinds})"
+    if receiver is not None:
+        got = receiver.snapshot()
+        line += (
+            f"; receiver: {len(got.ids)} delivered, signatures verified "
+            f"{got.verified}, rejected {got.rejected}; retrain requests {len(got.retrain)}"
+        )
+    return line
+
+
+def windows_view(
+    store: Store,
+    plan: DemoPlan,
+    progress: Progress,
+    console: Console,
+    receiver: DemoReceiver | None = None,
+) -> Group:
+    """The live display: progress, one row per evaluated window (fitted to ``console``), alerts."""
     rows = [
         window_cells(plan, result)
         for result in reversed(store.window_results(MODEL, limit=plan.windows + 1))
@@ -411,7 +478,7 @@ def windows_view(store: Store, plan: DemoPlan, progress: Progress, console: Cons
         box=box.SIMPLE_HEAD,
         collapse_padding=True,
     )
-    return Group(progress, table)
+    return Group(progress, table, alerts_line(store, receiver))
 
 
 def labels_counted(store: Store, sent: Sent) -> bool:
@@ -439,22 +506,35 @@ def demo_reference(plan: DemoPlan) -> tuple[pd.DataFrame, pd.Series]:
     return reference, baseline
 
 
+@dataclass(frozen=True, slots=True)
+class DemoOutcome:
+    """What a demo run produced: the evaluated windows, the alert events, what was received."""
+
+    windows: list[WindowResult]
+    events: list[EventRow]
+    received: Received
+
+
 def run_demo(
     plan: DemoPlan | None = None,
     *,
     timeout_s: float = 240.0,
     console: Console | None = None,
     http_port: int = 0,
-) -> list[Any]:
-    """Run the demo and return the stored window summaries (oldest first)."""
+) -> DemoOutcome:
+    """Run the demo; return its windows (oldest first), alert events and what was received."""
     plan = plan or DemoPlan()
     console = console or Console()
     directory = Path(tempfile.mkdtemp(prefix="driftline-demo-"))
     stop = threading.Event()
     sent = Sent()
+    # A fresh secret for this run, in this process's environment only (never in a file).
+    secret = secrets.token_urlsafe(24)
+    os.environ[DEMO_SECRET_ENV] = secret
+    receiver = DemoReceiver(secret).start()
     try:
         with embedded_broker() as bootstrap:
-            config = demo_config(bootstrap, directory, http_port)
+            config = demo_config(bootstrap, directory, http_port, receiver.url)
             store = Store.connect(config.database_url())
             reference, baseline = demo_reference(plan)
             # The profile leaves "score", "outcome" and the shap_* columns out; the CBPE is
@@ -468,7 +548,9 @@ def run_demo(
             api = service.http.url if service.http is not None else "-"
             console.print(
                 f"Broker {bootstrap}; database {config.database_url()};\n"
-                f"API {api}/docs, metrics {api}/metrics, results {api}/api/models\n"
+                f"API {api}/docs, metrics {api}/metrics, results {api}/api/models, "
+                f"alerts {api}/api/alerts\n"
+                f"Webhook receiver {receiver.url} (signatures verified)\n"
                 f"Drift is injected into {', '.join(DRIFTED)} from window #{plan.drift_from}, "
                 f"which also decouples {' and '.join(DECOUPLED)}; halfway through it the "
                 "outcome flips."
@@ -486,7 +568,7 @@ def run_demo(
                 with Live(console=console, refresh_per_second=2, transient=False) as live:
                     while time.monotonic() < deadline:
                         progress.update(task, completed=sent.predictions)
-                        live.update(windows_view(store, plan, progress, console))
+                        live.update(windows_view(store, plan, progress, console, receiver))
                         evaluated = len(store.window_summaries(MODEL, limit=plan.windows + 1))
                         if not producer.is_alive() and evaluated >= plan.windows - 1:
                             # Late labels: wait until every window has re-evaluated with its own.
@@ -495,7 +577,8 @@ def run_demo(
                                 labels_counted(store, sent)
                                 or time.monotonic() - done_at > LABELS_WAIT_S
                             ):
-                                live.update(windows_view(store, plan, progress, console))
+                                settle_alerts(store)
+                                live.update(windows_view(store, plan, progress, console, receiver))
                                 break
                         time.sleep(0.5)
             except KeyboardInterrupt:
@@ -505,10 +588,30 @@ def run_demo(
                 producer.join(10)
                 service.stop()
             summaries = list(reversed(store.window_results(MODEL, limit=plan.windows + 1)))
+            outcome = DemoOutcome(
+                windows=summaries,
+                events=[d.event for d in AlertStore(store).events(model=MODEL, limit=1000)],
+                received=receiver.snapshot(),
+            )
             store.close()
-            return summaries
+            return outcome
     finally:
+        receiver.stop()
+        os.environ.pop(DEMO_SECRET_ENV, None)
         shutil.rmtree(directory, ignore_errors=True)
+
+
+def settle_alerts(store: Store, timeout_s: float = 15.0) -> None:
+    """Wait (bounded) until the rules read the newest evaluated window and the outbox is empty."""
+    deadline = time.monotonic() + timeout_s
+    alerts, outbox = AlertStore(store), SqlOutbox(store)
+    while time.monotonic() < deadline:
+        newest = store.window_summaries(MODEL, limit=1)
+        read = alerts.cursor(MODEL)
+        caught_up = not newest or (read is not None and read >= newest[0].window_start)
+        if caught_up and outbox.counts().get("pending", 0) == 0:
+            return
+        time.sleep(0.3)
 
 
 def main_demo(batch: bool, rows: int, directory: Path) -> int:
@@ -517,12 +620,15 @@ def main_demo(batch: bool, rows: int, directory: Path) -> int:
         from monitor.demo.batch import run_demo as run_batch
 
         return run_batch(rows=rows, directory=directory)
-    summaries = run_demo()
+    outcome = run_demo()
+    summaries = outcome.windows
 
     joint = sum(isinstance(s.joint_drift, JointDrift) and s.joint_drift.drift for s in summaries)
     attribution = sum(
         isinstance(s.attribution, AttributionDrift) and s.attribution.drift for s in summaries
     )
+    counted = Counter(e.type for e in outcome.events)
+    kinds = ", ".join(f"{kind} {n}" for kind, n in sorted(counted.items()))
     changes = [
         f"#{round((s.window_start - T0) / WINDOW_S)} at {clock(change.event_time)}"
         for s in summaries
@@ -533,8 +639,11 @@ def main_demo(batch: bool, rows: int, directory: Path) -> int:
         f"\n{len(summaries)} windows evaluated; dataset drift in "
         f"{sum(s.dataset_drift for s in summaries)}, joint drift in {joint}, "
         f"attribution drift in {attribution} (injected from window "
-        f"#{DemoPlan().drift_from}); error-rate change in {', '.join(changes) or 'none'}. "
-        "Nothing left running."
+        f"#{DemoPlan().drift_from}); error-rate change in {', '.join(changes) or 'none'}.\n"
+        f"{len(outcome.events)} alert events ({kinds or 'none'}); the receiver verified "
+        f"{outcome.received.verified} signatures, rejected {outcome.received.rejected}, got "
+        f"{len(outcome.received.ids)} distinct events and {len(outcome.received.retrain)} "
+        "retraining request(s). Nothing left running."
     )
     return 0
 

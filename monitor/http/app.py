@@ -109,6 +109,7 @@ from prometheus_client import CollectorRegistry
 from sqlalchemy.exc import SQLAlchemyError
 from starlette.datastructures import UploadFile
 
+from monitor.alerting import operator
 from monitor.analyses.model import StoredReference
 from monitor.analyses.reference import (
     ReferenceColumnsError,
@@ -143,13 +144,16 @@ from monitor.http.schemas import (
     ERRORS,
     RECORDS_BODY,
     REFERENCE_BODY,
+    AlertEventOut,
     ErrorDetail,
     Health,
+    Incident,
     IngestResult,
     LastWindow,
     ModelInfo,
     PredictionSettings,
     Readiness,
+    Redelivered,
     ReferenceResult,
     Window,
     WindowPage,
@@ -567,6 +571,65 @@ def _add_routes(app: FastAPI, state: ApiState) -> None:
         status, result = await run_in_threadpool(ingest_records, state, body, ndjson, kind)
         response.status_code = status
         return result
+
+    @app.get(
+        "/api/alerts",
+        response_model=list[Incident],
+        tags=["alerts"],
+        dependencies=read_auth,
+        responses={**read_errors},
+    )
+    def list_alerts(
+        model: Annotated[str | None, Query(description="only this model's incidents")] = None,
+        state_: Annotated[
+            Literal["firing", "resolved"] | None,
+            Query(alias="state", description="only firing or only resolved incidents"),
+        ] = None,
+        limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    ) -> list[Incident]:
+        """The incidents, most recently updated first (``driftline alerts list``)."""
+        rows = operator.incidents(state.store, model=model, status=state_, limit=limit)
+        return [Incident(**operator.incident_json(r)) for r in rows]
+
+    @app.get(
+        "/api/events",
+        response_model=list[AlertEventOut],
+        tags=["alerts"],
+        dependencies=read_auth,
+        responses={**read_errors},
+    )
+    def list_events(
+        model: Annotated[str | None, Query(description="only this model's events")] = None,
+        limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    ) -> list[AlertEventOut]:
+        """The alert events, newest first, with each target's delivery state and every attempt."""
+        found = operator.events(state.store, model=model, limit=limit)
+        return [AlertEventOut(**operator.event_json(d)) for d in found]
+
+    @app.post(
+        "/api/events/{event_id}/redeliver",
+        response_model=Redelivered,
+        tags=["alerts"],
+        dependencies=write_auth,
+        responses={
+            **AUTH_ERRORS,
+            HTTPStatus.NOT_FOUND: {"model": ErrorDetail, "description": "Unknown event."},
+        },
+    )
+    def redeliver_event(
+        event_id: Annotated[str, PathParam(description="the event's id")],
+        target: Annotated[str | None, Query(description="only this target")] = None,
+    ) -> Redelivered:
+        """Queue a dead event for delivery again (to every target it is dead for, or ``target``)."""
+        try:
+            done = operator.redeliver(state.store, event_id, target=target)
+        except operator.UnknownEventError as error:
+            raise HTTPException(HTTPStatus.NOT_FOUND, str(error)) from None
+        except ValueError as error:
+            raise HTTPException(HTTPStatus.BAD_REQUEST, str(error)) from None
+        return Redelivered(
+            id=done.event_id, requeued=list(done.requeued), not_dead=list(done.not_dead)
+        )
 
     @app.post(
         "/api/models/{model}/reference",

@@ -254,21 +254,88 @@ def feature_result(row: FeatureResultRow) -> FeatureResult:
     )
 
 
+class Incident(_Out):
+    """One incident (``driftline alerts list``): a firing or resolved episode of a rule."""
+
+    id: str
+    model: str
+    rule: str
+    subject: str = Field(description="the feature, or empty for a rule about the whole window")
+    severity: str
+    status: Literal["firing", "resolved"]
+    started: str = Field(description="start of the incident's first breaching window, ISO 8601")
+    started_window_start: float
+    last_window_end: float
+    resolved_window_end: float | None
+    reason: str | None = Field(description="why it resolved: clean_windows, model_replaced, ...")
+    retrain_requested: bool
+    updated_at: float | None
+
+
+class TargetDelivery(_Out):
+    """Where an event's delivery to one target stands."""
+
+    target: str
+    state: Literal["pending", "delivered", "dead"]
+    attempts: int
+    next_attempt_at: float
+    last_error: str | None
+
+
+class DeliveryAttemptOut(_Out):
+    """One delivery attempt of an event to a target."""
+
+    target: str
+    attempt: int
+    outcome: str
+    status_code: int | None
+    started_at: float
+    finished_at: float
+    error: str | None
+
+
+class AlertEventOut(_Out):
+    """One alert event with its delivery state per target and every attempt."""
+
+    id: str
+    type: str
+    model: str
+    rule: str
+    subject: str
+    incident: str
+    created_at: float
+    targets: list[TargetDelivery]
+    attempts: list[DeliveryAttemptOut]
+
+
+class Redelivered(_Out):
+    """What ``POST /api/events/{id}/redeliver`` did: targets queued again, targets not dead."""
+
+    id: str
+    requeued: list[str]
+    not_dead: list[str]
+
+
 __all__ = [
     "AUTH_ERRORS",
     "ERRORS",
     "RECORDS_BODY",
     "REFERENCE_BODY",
+    "AlertEventOut",
+    "DeliveryAttemptOut",
     "ErrorDetail",
     "FeatureResult",
     "Health",
+    "Incident",
     "IngestResult",
     "LastWindow",
     "ModelInfo",
     "PredictionSettings",
     "Readiness",
+    "Redelivered",
     "ReferenceResult",
     "Rejection",
+    "TargetDelivery",
     "Window",
     "WindowPage",
     "WindowSettings",

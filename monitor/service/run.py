@@ -17,6 +17,8 @@ from collections.abc import Callable
 from apscheduler.schedulers.background import BackgroundScheduler
 from prometheus_client import CollectorRegistry
 
+from monitor.alerting.delivery import deliverer
+from monitor.alerting.rules import AlertRules
 from monitor.analyses.model import ModelRuntime, StoredReference
 from monitor.analyses.reference import build_reference, check_reference_columns
 from monitor.config.service import ModelConfig, ServiceConfig
@@ -25,6 +27,7 @@ from monitor.http.app import create_app
 from monitor.http.server import ApiServer, serve
 from monitor.metrics import Metrics
 from monitor.store import Store
+from monitor.store.alerting import AlertStore, SqlOutbox
 from monitor.streaming.evaluate import Evaluator
 from monitor.streaming.ingest import Ingestor
 from monitor.streaming.kafka_security import KafkaLogin
@@ -137,6 +140,20 @@ class Service:
         self.evaluator = Evaluator(
             config, self.store, self.runtimes, self.metrics, self.owner, clock=clock
         )
+        # The alerting layer: rules over the stored windows (in event-time order, once, by
+        # whichever process moves a model's rule cursor) and delivery from the outbox.
+        self.alert_store = AlertStore(self.store)
+        self.outbox = SqlOutbox(self.store)
+        self.alert_rules = AlertRules(
+            config,
+            self.store,
+            self.alert_store,
+            metrics=self.metrics,
+            watermark=lambda model: self.evaluator.watermark(self.runtimes[model]),
+            clock=clock,
+        )
+        self.deliverer = deliverer(config, self.outbox, self.metrics, owner=self.owner)
+        self._watch_alerts()
         self.api = create_app(config, self.store, self.registry, self.metrics)
         self.http: ApiServer | None = None
         self.scheduler = BackgroundScheduler(timezone="UTC")
@@ -157,8 +174,22 @@ class Service:
             max_instances=1,
             coalesce=True,
         )
+        self.scheduler.add_job(
+            self._alert,
+            "interval",
+            seconds=config.alerts.interval_s,
+            id="alerts",
+            max_instances=1,
+            coalesce=True,
+        )
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._consume, name="driftline-ingest", daemon=True)
+        self._delivery = threading.Thread(
+            target=self.deliverer.run_forever,
+            args=(self._stop,),
+            name="driftline-delivery",
+            daemon=True,
+        )
         #: Why the ingestion thread stopped by itself (None while it runs, or after a clean stop).
         self.failure: BaseException | None = None
 
@@ -167,6 +198,8 @@ class Service:
         if http:
             self.http = serve(self.api, self.config.http.host, self.config.http.port)
         self._thread.start()
+        if self.config.alerts.enabled:
+            self._delivery.start()
         self.scheduler.start()
 
     def stop(self, timeout: float = 30.0) -> None:
@@ -176,6 +209,9 @@ class Service:
         self._stop.set()
         self._thread.join(timeout)
         self.scheduler.shutdown(wait=True)
+        if self._delivery.is_alive():
+            self._delivery.join(timeout)
+        self.deliverer.close()
         self.store.close()
 
     def run(self) -> None:
@@ -217,6 +253,18 @@ class Service:
             self.evaluator.refresh_labels()
         except Exception:  # a database outage must not kill the scheduler: retried next run
             log.exception("window evaluation failed; retrying at the next interval")
+
+    def _alert(self) -> None:
+        try:
+            self.alert_rules.run_once()
+        except Exception:  # a database outage must not kill the scheduler: retried next run
+            log.exception("alert rules failed; retrying at the next interval")
+
+    def _watch_alerts(self) -> None:
+        """Let the alert gauges read open incidents and the outbox backlog at scrape time."""
+        watch = getattr(self.metrics, "watch_alerts", None)
+        if watch is not None:
+            watch(self.alert_store.open_incident_counts, self.outbox.counts)
 
     def _retention(self) -> None:
         for runtime in self.runtimes.values():

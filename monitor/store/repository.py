@@ -452,6 +452,29 @@ class Store:
             )
             return _sql.build(WindowSummaryRow, rows)
 
+    def window_results_after(
+        self, model: str, after: float | None, limit: int, *, inclusive: bool = False
+    ) -> list[WindowResult]:
+        """Return up to ``limit`` typed results of ``model`` starting after ``after``, oldest first.
+
+        ``after`` None: from the first stored window; ``inclusive``: a window
+        starting at ``after`` is included. The alert rules read windows this
+        way, in event-time order.
+        """
+        statement = _sql.select_as(WindowSummary, WindowSummaryRow).where(
+            WindowSummary.model == model
+        )
+        if after is not None:
+            start = WindowSummary.window_start
+            statement = statement.where(start >= after if inclusive else start > after)
+        with self.engine.connect() as connection:
+            rows = connection.execute(statement.order_by(WindowSummary.window_start).limit(limit))
+            summaries = _sql.build(WindowSummaryRow, rows)
+        return [
+            window_result_from_rows(s, self.feature_results(model, s.window_start))
+            for s in summaries
+        ]
+
     def feature_results(self, model: str, window_start: float) -> list[FeatureResultRow]:
         """Return the per-feature results of one window, by feature and method."""
         with self.engine.connect() as connection:

@@ -112,3 +112,10 @@ def test_receiver_example_stays_short_and_standard_library_only() -> None:
         if line.startswith(("import ", "from "))
     }
     assert imports <= set(sys.stdlib_module_names)
+
+
+def test_the_readme_shows_this_very_receiver() -> None:
+    """The README's snippet is the file these tests run, verbatim (no second copy to drift)."""
+    root = Path(__file__).resolve().parents[2]
+    example = (root / "alerts" / "receiver_example.py").read_text()
+    assert f"```python\n{example}```" in (root / "README.md").read_text()

@@ -10,6 +10,7 @@ from __future__ import annotations
 import io
 import re
 import socket
+from collections import Counter
 from typing import Any
 
 import orjson
@@ -59,7 +60,8 @@ def test_demo_detects_injected_drift_and_leaves_nothing_running():
     # 600 rows a window, as the demo: the error stream's change point needs its ~480 labels.
     plan = DemoPlan(windows=6, per_window=600, drift_from=3)
     output = io.StringIO()
-    summaries = run_demo(plan, timeout_s=120, console=Console(file=output, width=120))
+    outcome = run_demo(plan, timeout_s=120, console=Console(file=output, width=120))
+    summaries = outcome.windows
     evaluated = {round((s.window_start - T0) / WINDOW_S): s for s in summaries}
     # Every window but the last (which the watermark never passes) is evaluated.
     assert set(evaluated) >= set(range(plan.windows - 1))
@@ -101,8 +103,19 @@ def test_demo_detects_injected_drift_and_leaves_nothing_running():
     for index in drifted[1:]:
         assert first_changes(evaluated[index]) == {}, index
 
+    # Alerts: the dataset drift fires once (after two drifted windows) with one retraining
+    # request; every event reached the demo's receiver once, each signature verified.
+    kinds = Counter((e.type, e.rule) for e in outcome.events)
+    assert kinds[("drift.detected", "drift_share")] == 1, kinds
+    assert kinds[("retrain.requested", "drift_share")] == 1, kinds
+    assert {e.subject for e in outcome.events if e.rule == "feature_drift"} <= set(DRIFTED)
+    assert outcome.received.ids == {e.event_id for e in outcome.events}
+    assert outcome.received.rejected == 0
+    assert [r["type"] for r in outcome.received.retrain] == ["retrain.requested"]
+
     text = output.getvalue()
     assert "drift injected into income and utilization" in text
+    assert re.search(r"Alerts: \d+ events", text), text
     assert re.search(r"joint +attrib\. +top impact +changes", text), text
     onset_row = re.search(rf"#{plan.drift_from} \*.*", text)
     assert onset_row is not None

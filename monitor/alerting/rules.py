@@ -1,0 +1,317 @@
+"""The alert rules over the stored windows: in event-time order, exactly once, into the outbox.
+
+Windows are evaluated by several processes, out of event-time order, and
+again when late labels arrive; alert rules need them in order, once each.
+So the rules do not subscribe to evaluations: each model has a *rule cursor*
+in the database, the start of the last window its rules consumed.
+:meth:`AlertRules.advance` reads the evaluated windows after the cursor, oldest
+first, and feeds them to :class:`alerts.engine.RuleEngine` from the stored rule
+states, stopping before the first window that is not final yet:
+
+* a window with partials but no result (not yet due, or being evaluated)
+  holds back every window after it, so an earlier window is never skipped;
+* for a model whose rules read labels (``quality`` rules, ``change_point``
+  rules on the ``error`` stream) and whose labels are enabled, a window is
+  consumed only once it ended ``labels.max_delay`` before the watermark, so
+  its quality is final. This delays that model's drift alerts by the same
+  amount; models without such rules (the defaults) alert as soon as a
+  window is evaluated.
+
+The new states, the incidents, the events and their outbox rows are written
+in the transaction that moves the cursor, with compare-and-set on its old
+position (:meth:`monitor.store.AlertStore.advance`). Two processes doing the
+same work compute the same events with the same ids (derived from model,
+rule, subject, incident, type and repeat number); only one commits, the
+other's transaction is rolled back and it reads the new cursor next time. A
+process killed before the commit leaves nothing; the work is redone.
+
+Re-evaluations. A window already consumed is not fed again when late labels
+change its result: history is not rewritten (an incident already notified is
+not retracted). The windows after it carry the change. Hence the label wait
+above for rules that read labels.
+
+Per event type, the targets (:mod:`alerts.targets`): ``webhook`` targets that
+accept the type, ``alertmanager`` targets for every event but
+``retrain.requested``, ``retrain`` targets for ``retrain.requested`` only.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from alerts.engine import Emission, RuleEngine, RuleState, WindowOrderError
+from alerts.events import AlertEvent, EventType, event_id
+from alerts.rules import ChangePointRule, QualityRule, Rule
+from alerts.targets import AlertmanagerTarget, RetrainTarget, Target, WebhookTarget
+from detectors.window_result import WindowResult
+from monitor.config.service import ModelConfig, ServiceConfig
+from monitor.metrics import Metrics
+from monitor.store import Store
+from monitor.store.alerting import AlertStore, event_row, incident_key
+from monitor.store.rows import IncidentRow
+
+log = logging.getLogger(__name__)
+
+#: Event types that open (or repeat) an incident, as opposed to resolving it or retraining.
+FIRING_TYPES = frozenset(
+    {EventType.DRIFT_DETECTED, EventType.QUALITY_DEGRADED, EventType.DATA_QUALITY_FAILED}
+)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Advance:
+    """What one :meth:`AlertRules.advance` did for one model.
+
+    ``windows`` are the window starts fed to the rules; ``events`` the events
+    created; ``committed`` is false when another process moved the cursor first
+    (nothing was written).
+    """
+
+    model: str
+    windows: tuple[float, ...]
+    events: tuple[AlertEvent, ...]
+    committed: bool
+
+
+def reads_labels(rules: Sequence[Rule]) -> bool:
+    """Whether any of ``rules`` reads the window's labels (measured quality, error changes)."""
+    return any(
+        isinstance(r, QualityRule)
+        or (isinstance(r, ChangePointRule) and r.stream in (None, "error"))
+        for r in rules
+        if r.enabled
+    )
+
+
+def targets_for(event_type: EventType, targets: Sequence[Target]) -> tuple[str, ...]:
+    """The names of the targets an event of ``event_type`` is queued for (module docstring)."""
+    chosen = []
+    for target in targets:
+        if isinstance(target, WebhookTarget):
+            wanted = target.accepts(event_type)
+        elif isinstance(target, AlertmanagerTarget):
+            wanted = event_type is not EventType.RETRAIN_REQUESTED
+        else:
+            assert isinstance(target, RetrainTarget)
+            wanted = event_type is EventType.RETRAIN_REQUESTED
+        if wanted:
+            chosen.append(target.name)
+    return tuple(chosen)
+
+
+class AlertRules:
+    """Feeds each model's evaluated windows to its rules, in order, once (module docstring).
+
+    ``watermark`` gives a model's watermark (the evaluator's), needed only for
+    models whose rules read labels; ``batch`` bounds the windows read per call.
+    """
+
+    def __init__(
+        self,
+        config: ServiceConfig,
+        store: Store,
+        alert_store: AlertStore,
+        *,
+        metrics: Metrics | None = None,
+        watermark: Callable[[str], float | None] | None = None,
+        clock: Callable[[], float] = time.time,
+        batch: int = 200,
+    ) -> None:
+        self.config = config
+        self.store = store
+        self.alert_store = alert_store
+        self.metrics = metrics
+        self.watermark = watermark
+        self.clock = clock
+        self.batch = batch
+        self._engines = {m.name: RuleEngine(m.alerts.effective) for m in config.models}
+
+    def run_once(self) -> list[Advance]:
+        """Advance every model's rules over its newly final windows; return what was done."""
+        if not self.config.alerts.enabled:
+            return []
+        done = []
+        for model in self.config.models:
+            if self._engines[model.name].rules:
+                done.append(self.advance(model))
+        return done
+
+    def advance(self, model: ModelConfig) -> Advance:
+        """Feed ``model``'s final windows after its cursor to its rules and store the outcome."""
+        name, engine = model.name, self._engines[model.name]
+        position = self.alert_store.cursor(name)
+        windows = self._final_windows(model, engine, position)
+        if not windows:
+            return Advance(model=name, windows=(), events=(), committed=True)
+        states = {
+            key: RuleState.from_json(value) for key, value in self.alert_store.states(name).items()
+        }
+        events: list[AlertEvent] = []
+        incidents: dict[str, IncidentRow] = {}
+        now = self.clock()
+        for result in windows:
+            before = states
+            try:
+                states, emissions = engine.step(states, result)
+            except WindowOrderError as error:  # a stored state ahead of the cursor: skip it
+                log.warning(
+                    "alert rules of %s skip window %s: %s", name, result.window_start, error
+                )
+                continue
+            for emission in emissions:
+                key = (emission.model, emission.rule, emission.subject)
+                row = _incident_row(emission, before.get(key), states[key], engine)
+                events.append(self._event(emission, now, row.started_window_start))
+                incidents[row.id] = _merged(incidents.get(row.id), row)
+            for state in states.values():
+                if state.status == "firing" and state.incident is not None:
+                    row = _firing_row(state, engine)
+                    incidents[row.id] = _merged(incidents.get(row.id), row)
+        rows = [event_row(e, targets_for(e.type, self.config.alerts.targets)) for e in events]
+        committed = self.alert_store.advance(
+            name,
+            position,
+            windows[-1].window_start,
+            {key: state.to_json() for key, state in states.items()},
+            list(incidents.values()),
+            rows,
+        )
+        if committed:
+            self._count(events)
+            for event in events:
+                log.info(
+                    "alert %s %s %s%s: %s",
+                    event.type.value,
+                    name,
+                    event.rule,
+                    f" [{event.subject}]" if event.subject else "",
+                    event.summary,
+                )
+        return Advance(
+            model=name,
+            windows=tuple(w.window_start for w in windows),
+            events=tuple(events),
+            committed=committed,
+        )
+
+    def _final_windows(
+        self, model: ModelConfig, engine: RuleEngine, position: float | None
+    ) -> list[WindowResult]:
+        """The evaluated windows after ``position`` that are final, oldest first."""
+        name = model.name
+        results = self.store.window_results_after(name, position, self.batch)
+        if not results:
+            return []
+        pending = self.store.open_windows(name, math.inf)
+        blocked = pending[0][0] if pending else math.inf
+        cutoff = math.inf
+        if model.labels.enabled and reads_labels(engine.rules):
+            mark = self.watermark(name) if self.watermark is not None else None
+            if mark is None:
+                return []
+            cutoff = mark - model.labels.max_delay
+        final = []
+        for result in results:
+            if result.window_start >= blocked or result.window_end > cutoff:
+                break
+            final.append(result)
+        return final
+
+    def _event(self, emission: Emission, now: float, started: float) -> AlertEvent:
+        """The event of ``emission``; ``details.started_at`` is its incident's first window."""
+        kind = EventType(emission.type)
+        details = {**emission.details, "started_at": started}
+        return AlertEvent(
+            id=event_id(
+                emission.model,
+                emission.rule,
+                emission.subject,
+                emission.incident,
+                kind,
+                emission.sequence,
+            ),
+            type=kind,
+            model=emission.model,
+            window_start=emission.window_start,
+            window_end=emission.window_end,
+            severity=emission.severity,
+            rule=emission.rule,
+            subject=emission.subject,
+            incident=emission.incident,
+            summary=emission.summary,
+            details=details,
+            created_at=now,
+        )
+
+    def _count(self, events: Sequence[AlertEvent]) -> None:
+        """``driftline_alerts_total``: one per incident notification (first and repeats)."""
+        if self.metrics is None:
+            return
+        for event in events:
+            if event.type in FIRING_TYPES:
+                self.metrics.alerts_total.labels(
+                    model=event.model, rule=event.rule, severity=event.severity
+                ).inc()
+
+
+def _rule(engine: RuleEngine, name: str) -> Rule | None:
+    return next((r for r in engine.rules if r.name == name), None)
+
+
+def _firing_row(state: RuleState, engine: RuleEngine) -> IncidentRow:
+    """The incident row of a firing state, as of the latest window the state saw."""
+    assert state.incident is not None
+    rule = _rule(engine, state.rule)
+    return IncidentRow(
+        id=incident_key(state.model, state.rule, state.subject, state.incident),
+        model=state.model,
+        rule=state.rule,
+        subject=state.subject,
+        severity=state.severity or "warning",
+        status="firing",
+        started_window_start=_finite(state.incident_started, state.last_window_start),
+        last_window_end=_finite(state.last_window_end, 0.0),
+        retrain_requested=bool(rule is not None and rule.retrain),
+    )
+
+
+def _incident_row(
+    emission: Emission, before: RuleState | None, after: RuleState, engine: RuleEngine
+) -> IncidentRow:
+    """The incident row an emission implies (a resolution closes the incident of ``before``)."""
+    if emission.type == EventType.ALERT_RESOLVED.value and before is not None:
+        reason = str(emission.details.get("reason") or "clean_windows")
+        return IncidentRow(
+            id=incident_key(emission.model, emission.rule, emission.subject, emission.incident),
+            model=emission.model,
+            rule=emission.rule,
+            subject=emission.subject,
+            severity=emission.severity,
+            status="resolved",
+            started_window_start=_finite(before.incident_started, emission.window_start),
+            last_window_end=emission.window_end,
+            resolved_window_end=emission.window_end,
+            reason=reason,
+            retrain_requested=bool((rule := _rule(engine, emission.rule)) and rule.retrain),
+        )
+    return _firing_row(after, engine)
+
+
+def _merged(old: IncidentRow | None, new: IncidentRow) -> IncidentRow:
+    """The later of two rows of one incident (a resolution wins over a firing row)."""
+    if old is None or old.status == "resolved":
+        return old if old is not None and new.status == "firing" else new
+    return new
+
+
+def _finite(value: float | None, fallback: float | None) -> float:
+    if value is not None and math.isfinite(value):
+        return value
+    return float(fallback) if fallback is not None else 0.0
+
+
+__all__ = ["FIRING_TYPES", "Advance", "AlertRules", "reads_labels", "targets_for"]
