@@ -396,3 +396,105 @@ def _stop_forgotten_brokers() -> None:
     """Never leave a broker behind, even if a test forgot :meth:`Broker.stop`."""
     for broker in list(_RUNNING):
         broker.stop(grace=0.1)
+
+
+# --- Prometheus Alertmanager ---------------------------------------------------------------
+
+#: Where ``make servers`` installs it (Debian's ``prometheus-alertmanager`` package).
+ALERTMANAGER_BINARY = "/usr/bin/prometheus-alertmanager"
+
+
+@dataclass(eq=False)
+class Alertmanager:
+    """A running Alertmanager on ``host:port`` (clustering off); stop it with :meth:`stop`."""
+
+    process: subprocess.Popen[bytes]
+    host: str
+    port: int
+    directory: Path
+
+    @property
+    def url(self) -> str:
+        """The base URL: the API is under ``{url}/api/v2``."""
+        return f"http://{self.host}:{self.port}"
+
+    def log(self) -> str:
+        """Alertmanager's output so far (for failure messages)."""
+        try:
+            return (self.directory / "alertmanager.log").read_text(errors="replace")
+        except OSError:
+            return ""
+
+    def stop(self, grace: float = 5.0) -> int:
+        """Stop it with SIGTERM (SIGKILL after ``grace`` seconds); return its exit status."""
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(grace)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+        return self.process.wait()
+
+
+def alertmanager_binary() -> str | None:
+    """The Alertmanager binary (``ALERTMANAGER_BIN``, the Debian path, or on PATH), or None."""
+    for candidate in (
+        os.environ.get("ALERTMANAGER_BIN"),
+        ALERTMANAGER_BINARY,
+        shutil.which("prometheus-alertmanager"),
+        shutil.which("alertmanager"),
+    ):
+        if candidate and os.access(candidate, os.X_OK):
+            return candidate
+    return None
+
+
+def start_alertmanager(
+    config_yaml: str, directory: Path, *, host: str = LOCALHOST, timeout: float = 15.0
+) -> Alertmanager:
+    """Start Alertmanager with ``config_yaml`` on a free port; return it once it is ready.
+
+    Its configuration, storage and log go to ``directory``. Raises :class:`ServerStartError`
+    (with its output) if it exits or is not ready (``GET /-/ready``) within ``timeout``.
+    Callers skip (or fail under CI) when :func:`alertmanager_binary` finds none.
+    """
+    import urllib.request
+
+    binary = alertmanager_binary()
+    if binary is None:
+        raise ServerStartError("no Alertmanager binary (run `make servers`)")
+    directory.mkdir(parents=True, exist_ok=True)
+    config = directory / "alertmanager.yml"
+    config.write_text(config_yaml)
+    port = free_port(host)
+    with (directory / "alertmanager.log").open("wb") as log:
+        process = subprocess.Popen(
+            [
+                binary,
+                f"--config.file={config}",
+                f"--storage.path={directory / 'data'}",
+                f"--web.listen-address={host}:{port}",
+                "--cluster.listen-address=",
+                "--log.level=debug",
+            ],
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=log,
+        )
+    server = Alertmanager(process, host, port, directory)
+    deadline = time.monotonic() + timeout
+    while True:
+        if process.poll() is not None:
+            raise ServerStartError(
+                f"Alertmanager exited with status {process.returncode}:\n{server.log()}"
+            )
+        try:
+            with urllib.request.urlopen(f"{server.url}/-/ready", timeout=0.5) as response:
+                if response.status == 200:
+                    return server
+        except OSError:
+            pass
+        if time.monotonic() > deadline:
+            server.stop()
+            raise ServerStartError(f"Alertmanager not ready in {timeout} s:\n{server.log()}")
+        time.sleep(_POLL_SECONDS)

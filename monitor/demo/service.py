@@ -60,21 +60,16 @@ from rich.progress import BarColumn, Progress, TextColumn
 from scipy.special import ndtr
 from scipy.stats import gamma
 
-from detectors.quality import DataQualityReport
-from detectors.window_result import AttributionDrift, EstimatedPerformance, JointDrift, WindowResult
+from detectors.window_result import AttributionDrift, JointDrift, WindowResult
 from monitor.analyses.model import PREDICTION
 from monitor.analyses.reference import build_reference
 from monitor.config.service import ServiceConfig
 from monitor.demo.receiver import DemoReceiver, Received
+from monitor.presentation.demo import COLUMNS, window_cells
 from monitor.presentation.windows import (
-    Column,
-    attribution_cell,
-    changes_cell,
     clock,
     first_changes,
     fitted_table,
-    impact_cell,
-    joint_cell,
 )
 from monitor.service.run import Service
 from monitor.store import Store
@@ -388,55 +383,9 @@ def produce(
         producer.close()
 
 
-#: The live table's columns; ``drop`` > 0 are left out (highest first) on narrow terminals.
-COLUMNS = (
-    Column("window", min_width=5),
-    Column("rows", 4, "right"),
-    Column("drift", min_width=5),
-    Column("share", 4, "right"),
-    Column("drifted features", min_width=11),
-    Column("pred.", 3),
-    Column("data quality", 3),
-    Column("joint", min_width=7),
-    Column("attrib.", min_width=7),
-    Column("top impact", 1, min_width=11),
-    Column("changes", min_width=8),
-    Column("accuracy", justify="right", min_width=8),
-    Column("est. acc.", justify="right", min_width=5),
-    Column("labelled", 2, "right"),
-)
-
-
-def window_cells(plan: DemoPlan, result: WindowResult) -> list[str]:
-    """One evaluated window as the cells of :data:`COLUMNS`."""
-    index = int((result.window_start - T0) // WINDOW_S)
-    drifted = [f.name for f in result.drifted_features]
-    checks = result.data_quality
-    failed = (
-        sorted({f"{c.check.value}:{c.feature}" for c in checks.failed})
-        if isinstance(checks, DataQualityReport)
-        else []
-    )
-    quality = result.quality.metrics
-    estimate = result.estimated_performance
-    estimated = estimate.metrics if isinstance(estimate, EstimatedPerformance) else {}
-    prediction = result.prediction_drift
-    return [
-        f"#{index}" + (" *" if index >= plan.drift_from else ""),
-        f"{result.rows:,}",
-        "[bold red]YES[/]" if result.dataset_drift else "no",
-        f"{result.drift_share:.2f}",
-        ", ".join(drifted) or "-",
-        "-" if prediction is None else ("[red]DRIFT[/]" if prediction.drift else "ok"),
-        "-" if checks is None else ("[red]" + ", ".join(failed) + "[/]" if failed else "ok"),
-        joint_cell(result),
-        attribution_cell(result),
-        impact_cell(result, drifted),
-        changes_cell(result),
-        f"{quality['accuracy']:.1%}" if "accuracy" in quality else "-",
-        f"{estimated['accuracy']:.1%}" if "accuracy" in estimated else "-",
-        f"{result.labelled}",
-    ]
+def index(result: WindowResult) -> int:
+    """The demo window number of ``result``."""
+    return int((result.window_start - T0) // WINDOW_S)
 
 
 def alerts_line(store: Store, receiver: DemoReceiver | None) -> str:
@@ -464,7 +413,7 @@ def windows_view(
 ) -> Group:
     """The live display: progress, one row per evaluated window (fitted to ``console``), alerts."""
     rows = [
-        window_cells(plan, result)
+        window_cells(result, index(result), index(result) >= plan.drift_from)
         for result in reversed(store.window_results(MODEL, limit=plan.windows + 1))
     ]
     table = fitted_table(

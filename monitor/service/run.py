@@ -17,6 +17,7 @@ from collections.abc import Callable
 from apscheduler.schedulers.background import BackgroundScheduler
 from prometheus_client import CollectorRegistry
 
+from monitor.alerting.alertmanager import AlertmanagerRefresher
 from monitor.alerting.delivery import deliverer
 from monitor.alerting.rules import AlertRules
 from monitor.analyses.model import ModelRuntime, StoredReference
@@ -153,6 +154,8 @@ class Service:
             clock=clock,
         )
         self.deliverer = deliverer(config, self.outbox, self.metrics, owner=self.owner)
+        # Alertmanager ends an alert by itself unless it is re-posted: firing incidents are.
+        self.alertmanager = AlertmanagerRefresher(config, self.alert_store, clock=clock)
         self._watch_alerts()
         self.api = create_app(config, self.store, self.registry, self.metrics)
         self.http: ApiServer | None = None
@@ -182,6 +185,16 @@ class Service:
             max_instances=1,
             coalesce=True,
         )
+        refresh = self.alertmanager.interval_s
+        if config.alerts.enabled and refresh is not None:
+            self.scheduler.add_job(
+                self._refresh_alertmanager,
+                "interval",
+                seconds=refresh,
+                id="alertmanager-refresh",
+                max_instances=1,
+                coalesce=True,
+            )
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._consume, name="driftline-ingest", daemon=True)
         self._delivery = threading.Thread(
@@ -260,11 +273,15 @@ class Service:
         except Exception:  # a database outage must not kill the scheduler: retried next run
             log.exception("alert rules failed; retrying at the next interval")
 
+    def _refresh_alertmanager(self) -> None:
+        try:
+            self.alertmanager.run_once()
+        except Exception:  # a database outage must not kill the scheduler
+            log.exception("Alertmanager refresh failed; retrying at the next interval")
+
     def _watch_alerts(self) -> None:
         """Let the alert gauges read open incidents and the outbox backlog at scrape time."""
-        watch = getattr(self.metrics, "watch_alerts", None)
-        if watch is not None:
-            watch(self.alert_store.open_incident_counts, self.outbox.counts)
+        self.metrics.watch_alerts(self.alert_store.open_incident_counts, self.outbox.counts)
 
     def _retention(self) -> None:
         for runtime in self.runtimes.values():

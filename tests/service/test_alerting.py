@@ -14,10 +14,13 @@ import subprocess
 import threading
 from collections import Counter
 from collections.abc import Mapping
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import orjson
+import pandas as pd
 import pytest
 import yaml
 from fastapi.testclient import TestClient
@@ -25,6 +28,8 @@ from prometheus_client import CollectorRegistry
 
 from alerts.outbox import DeliveryAttempt
 from alerts.signing import SignatureError, verify_driftline_signature
+from detectors.drift import DriftSettings, compare_frames
+from detectors.window_result import WindowResult
 from monitor.alerting.delivery import deliverer
 from monitor.alerting.rules import AlertRules
 from monitor.analyses.reference import build_profile
@@ -35,10 +40,11 @@ from monitor.metrics import Metrics
 from monitor.service.replay import replay
 from monitor.store import Store
 from monitor.store.alerting import AlertStore, SqlOutbox
+from monitor.store.rows import PartialRow, ProgressRow
 from tests.alerts.receiver import Receiver
 from tests.servers import skip_or_fail
 from tests.service.harness import wait_until
-from tests.service.streams import DRIFTED, Stream
+from tests.service.streams import DRIFTED, T0, Stream
 
 SECRET = "s3cret-for-tests"
 SECRET_ENV = "DRIFTLINE_TEST_WEBHOOK_SECRET"
@@ -374,4 +380,95 @@ def test_the_api_serves_incidents_and_events_and_redelivery_needs_the_token(aler
         assert "tok-123" not in str(listed)
     finally:
         client.close()
+        store.close()
+
+
+# --- order: windows evaluated out of order, and re-evaluated ---------------------------------
+
+
+def drift_results(pattern: str) -> list[WindowResult]:
+    """One result per character: ``d`` a window where f0 and f1 drifted, ``.`` a clean one."""
+    rng = np.random.default_rng(3)
+    names = ["f0", "f1", "f2", "f3"]
+    reference = pd.DataFrame(rng.normal(size=(2000, 4)), columns=names)
+    clean = pd.DataFrame(rng.normal(size=(400, 4)), columns=names)
+    shifted = clean.copy()
+    shifted[["f0", "f1"]] += 1.0
+    reports = {
+        ".": compare_frames(reference, clean, DriftSettings()),
+        "d": compare_frames(reference, shifted, DriftSettings()),
+    }
+    assert {f.name for f in reports["d"].drifted} == {"f0", "f1"}
+    assert not reports["."].drifted
+    return [
+        WindowResult(
+            model="order",
+            window_start=T0 + 60 * i,
+            window_end=T0 + 60 * (i + 1),
+            rows=400,
+            status="ok",
+            profile_version=1,
+            drift=reports[c],
+        )
+        for i, c in enumerate(pattern)
+    ]
+
+
+def order_config(tmp_path: Path) -> ServiceConfig:
+    return ServiceConfig.model_validate(
+        {
+            "database": {"url": f"sqlite:///{tmp_path / 'order.db'}"},
+            "models": [{"name": "order", "alerts": {"rules": [{"kind": "drift_share"}]}}],
+        }
+    )
+
+
+def test_windows_evaluated_out_of_order_are_read_in_order_and_re_evaluations_rewrite_nothing(
+    tmp_path,
+):
+    config = order_config(tmp_path)
+    results = drift_results("..dd..")
+    store = Store.connect(config.database_url())
+    try:
+        rules = AlertRules(config, store, AlertStore(store))
+        # Window 2 is being evaluated (partials, no result) while 3 and 0, 1 are done.
+        store.checkpoint(
+            "g",
+            [
+                PartialRow(
+                    model="order",
+                    window_start=results[2].window_start,
+                    window_end=results[2].window_end,
+                    topic="t",
+                    partition=0,
+                    sketch=b"-",
+                    rows=400,
+                )
+            ],
+            [ProgressRow(topic="t", partition=0, next_offset=1)],
+        )
+        for index in (3, 0, 1):
+            store.save_window_result(results[index])
+        (first,) = rules.run_once()
+        assert first.windows == (results[0].window_start, results[1].window_start)
+        assert first.events == ()
+        # Window 2's result arrives: 2 and 3 are read, in order, and the incident fires on 3.
+        store.save_window_result(results[2])
+        (second,) = rules.run_once()
+        assert second.windows == (results[2].window_start, results[3].window_start)
+        assert [(e.type.value, e.window_start) for e in second.events] == [
+            ("drift.detected", results[3].window_start)
+        ]
+        # A re-evaluation of window 2 (late labels, say) that now reads clean changes nothing:
+        # the rules do not read a window twice and a notified incident is not retracted.
+        store.save_window_result(replace(results[2], drift=results[0].drift))
+        assert rules.run_once()[0].events == ()
+        # The next windows carry on: two clean windows resolve it.
+        for index in (4, 5):
+            store.save_window_result(results[index])
+        (third,) = rules.run_once()
+        assert [(e.type.value, e.window_start) for e in third.events] == [
+            ("alert.resolved", results[5].window_start)
+        ]
+    finally:
         store.close()

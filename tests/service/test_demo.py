@@ -32,7 +32,8 @@ from detectors.window_result import (
     StreamChanges,
     WindowResult,
 )
-from monitor.demo.service import COLUMNS, DRIFTED, T0, WINDOW_S, DemoPlan, run_demo
+from monitor.demo.service import DRIFTED, T0, WINDOW_S, DemoPlan, run_demo
+from monitor.presentation.demo import COLUMNS
 from monitor.presentation.windows import (
     attribution_cell,
     changes_cell,
@@ -284,7 +285,7 @@ def test_changes_cell_shows_the_first_change_as_a_time_or_an_index():
 
 
 def window(index: int, drift: bool) -> list[str]:
-    """The demo table's cells (:data:`monitor.demo.service.COLUMNS`), clean or drifted window."""
+    """The demo table's cells (:data:`monitor.presentation.demo.COLUMNS`) of one window."""
     if not drift:
         clean = ["no", "0.00", "-", "ok", "ok", "no", "no", "[dim]age[/]", "no", "66.5%"]
         return [f"#{index}", "600", *clean, "67.0%", "484"]

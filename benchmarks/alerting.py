@@ -1,0 +1,163 @@
+"""The alerting layer's two costs: rule evaluation per window, delivery from the SQL outbox.
+
+Run from the repository root, in driftline's virtualenv::
+
+    .venv/bin/python -m benchmarks.alerting --windows 2000 --events 5000
+
+1. Rules: ``--windows`` windows of a 25-feature model (a drift report from real
+   detectors, every fourth window drifted) fed to the default rules plus a
+   named-feature, a min-features and a data-quality rule (:class:`alerts.engine.RuleEngine`,
+   from the stored state form each time, as the service's rule cursor does). Prints
+   microseconds per window.
+2. Delivery: ``--events`` events queued in the store's outbox (SQLite in a temporary
+   directory, as ``make demo``; the service's real path: leases, attempt rows) and
+   delivered by one :class:`alerts.delivery.Deliverer` with ``--concurrency`` requests in
+   flight to a local HTTP receiver in a child process. Prints events/s and peak RSS.
+"""
+
+from __future__ import annotations
+
+import argparse
+import multiprocessing
+import resource
+import tempfile
+import time
+from multiprocessing.synchronize import Event
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from alerts.backoff import DeliveryPolicy
+from alerts.delivery import Deliverer, Request, UrllibSender
+from alerts.engine import RuleEngine, RuleState
+from alerts.events import AlertEvent, EventType, event_id
+from alerts.outbox import OutboxEvent
+from alerts.rules import DataQualityRule, FeatureDriftRule, default_rules
+from detectors.drift import DriftSettings, compare_frames
+from detectors.window_result import WindowResult
+from monitor.store import Store
+from monitor.store.alerting import AlertStore, SqlOutbox, event_row
+from tests.alerts.receiver import Receiver
+
+
+def windows(count: int, features: int = 25, rows: int = 500) -> list[WindowResult]:
+    """``count`` window results of a ``features``-feature model; every fourth one drifted."""
+    rng = np.random.default_rng(0)
+    names = [f"f{i}" for i in range(features)]
+    reference = pd.DataFrame(rng.normal(size=(2000, features)), columns=names)
+    reports = []
+    for drifted in (False, True):
+        current = pd.DataFrame(rng.normal(size=(rows, features)), columns=names)
+        if drifted:
+            current[names[:8]] += 0.8
+        reports.append(compare_frames(reference, current, DriftSettings()))
+    return [
+        WindowResult(
+            model="bench",
+            window_start=1_800_000_000.0 + 60 * i,
+            window_end=1_800_000_060.0 + 60 * i,
+            rows=rows,
+            status="ok",
+            profile_version=1,
+            drift=reports[i % 4 == 3],
+        )
+        for i in range(count)
+    ]
+
+
+def bench_rules(count: int) -> float:
+    """Microseconds per window of the rules, states round-tripped through their JSON form."""
+    results = windows(count)
+    engine = RuleEngine(
+        [
+            *default_rules(),
+            FeatureDriftRule(feature="f3", name="f3"),
+            FeatureDriftRule(min_features=5),
+            DataQualityRule(name="dq"),
+        ]
+    )
+    states: dict[tuple[str, str, str], RuleState] = {}
+    started = time.perf_counter()
+    for result in results:
+        loaded = {k: RuleState.from_json(s.to_json()) for k, s in states.items()}
+        states, _ = engine.step(loaded, result)
+    return (time.perf_counter() - started) / count * 1e6
+
+
+def _serve(port_queue: multiprocessing.Queue[int], stop: Event) -> None:
+    with Receiver(record_bodies=False) as receiver:
+        port_queue.put(receiver.port)
+        stop.wait()
+
+
+def bench_delivery(events: int, concurrency: int) -> tuple[float, float]:
+    """Events per second from the SQLite outbox to a local receiver, and peak RSS in MiB."""
+    ports: multiprocessing.Queue[int] = multiprocessing.Queue()
+    stop = multiprocessing.Event()
+    child = multiprocessing.Process(target=_serve, args=(ports, stop), daemon=True)
+    child.start()
+    port = ports.get(timeout=30)
+    url = f"http://127.0.0.1:{port}/hook"
+    with tempfile.TemporaryDirectory() as directory:
+        store = Store.connect(f"sqlite:///{Path(directory) / 'bench.db'}")
+        try:
+            alerts = AlertStore(store)
+            now = time.time()
+            rows = []
+            for i in range(events):
+                event = AlertEvent(
+                    id=event_id("bench", "rule", f"s{i}", "i", EventType.DRIFT_DETECTED),
+                    type=EventType.DRIFT_DETECTED,
+                    model="bench",
+                    window_start=now - 60,
+                    window_end=now,
+                    severity="warning",
+                    rule="rule",
+                    subject=f"s{i}",
+                    incident="i",
+                    summary="bench",
+                    created_at=now,
+                )
+                rows.append(event_row(event, ["hook"]))
+            assert alerts.advance("bench", None, now, {}, [], rows)
+            outbox = SqlOutbox(store)
+
+            def render(queued: OutboxEvent, at: float) -> Request:
+                return Request(method="POST", url=url, headers=(), body=queued.payload)
+
+            policy = DeliveryPolicy(
+                concurrency=concurrency, batch_size=concurrency * 8, timeout_s=5, lease_s=120
+            )
+            with Deliverer(
+                outbox=outbox, render=render, send=UrllibSender(), policy=policy, owner="bench"
+            ) as deliverer:
+                started = time.perf_counter()
+                while outbox.counts().get("pending", 0):
+                    deliverer.run_once()
+                elapsed = time.perf_counter() - started
+            assert outbox.counts().get("delivered") == events
+        finally:
+            store.close()
+    stop.set()
+    child.join(10)
+    return events / elapsed, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def main() -> None:
+    """Run both measurements and print one line each."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--windows", type=int, default=2000)
+    parser.add_argument("--events", type=int, default=5000)
+    parser.add_argument("--concurrency", type=int, default=8)
+    args = parser.parse_args()
+    print(f"rules: {bench_rules(args.windows):.0f} us per window (7 rules, 25 features)")
+    rate, rss = bench_delivery(args.events, args.concurrency)
+    print(
+        f"delivery: {rate:,.0f} events/s from the SQLite outbox, concurrency "
+        f"{args.concurrency} ({args.events:,} events); peak RSS {rss:.0f} MiB"
+    )
+
+
+if __name__ == "__main__":
+    main()
