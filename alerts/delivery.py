@@ -39,7 +39,7 @@ from types import TracebackType
 from typing import Protocol
 
 from alerts.backoff import DeliveryPolicy, next_delay
-from alerts.outbox import DeliveryAttempt, Outbox, OutboxEvent, Outcome
+from alerts.outbox import AttemptResult, DeliveryAttempt, Outbox, OutboxEvent, Outcome
 
 log = logging.getLogger(__name__)
 
@@ -292,30 +292,30 @@ class Deliverer:
             error=error,
         )
 
-    def _record(self, event: OutboxEvent, attempt: DeliveryAttempt) -> str:
-        """Records ``attempt``; returns the :class:`DeliveryReport` field it counts in."""
+    def _decide(self, event: OutboxEvent, attempt: DeliveryAttempt) -> AttemptResult:
+        """What ``attempt`` makes of ``event``: delivered, retried later, or dead (too old)."""
         policy = self.policy
         if attempt.outcome == "delivered":
-            field = "delivered"
-            kept = self.outbox.record_success(event.event_id, event.target, self.owner, attempt)
-        elif attempt.finished_at - event.created_at >= policy.max_age_s:
-            field = "dead"
-            attempt = dataclasses.replace(attempt, outcome="dead")
-            kept = self.outbox.record_dead(event.event_id, event.target, self.owner, attempt)
-        else:
-            field = "retried"
-            with self._rng_lock:
-                delay = next_delay(
-                    attempt.attempt,
-                    base_s=policy.backoff_base_s,
-                    factor=policy.backoff_factor,
-                    max_s=policy.backoff_max_s,
-                    rng=self.rng,
-                )
-            kept = self.outbox.record_failure(
-                event.event_id, event.target, self.owner, attempt, attempt.finished_at + delay
+            return AttemptResult(attempt=attempt, state="delivered")
+        if attempt.finished_at - event.created_at >= policy.max_age_s:
+            return AttemptResult(attempt=dataclasses.replace(attempt, outcome="dead"), state="dead")
+        with self._rng_lock:
+            delay = next_delay(
+                attempt.attempt,
+                base_s=policy.backoff_base_s,
+                factor=policy.backoff_factor,
+                max_s=policy.backoff_max_s,
+                rng=self.rng,
             )
-        self.metrics.delivered(event.target, attempt.outcome)
+        return AttemptResult(
+            attempt=attempt, state="pending", next_attempt_at=attempt.finished_at + delay
+        )
+
+    def _report(self, result: AttemptResult, kept: bool) -> str:
+        """Count and log one recorded attempt; returns the :class:`DeliveryReport` field."""
+        attempt = result.attempt
+        field = {"delivered": "delivered", "dead": "dead", "pending": "retried"}[result.state]
+        self.metrics.delivered(attempt.target, attempt.outcome)
         # One line per retry would flood the log during a receiver's outage: retries are
         # INFO (the metric counts them); giving up and losing a lease are WARNING.
         if not kept or field == "dead":
@@ -325,8 +325,8 @@ class Deliverer:
         log.log(
             log_level,
             "webhook %s to %s: attempt %d %s (status %s%s)%s",
-            event.event_id,
-            event.target,
+            attempt.event_id,
+            attempt.target,
             attempt.attempt,
             attempt.outcome,
             attempt.status_code,
@@ -345,12 +345,17 @@ class Deliverer:
         futures = {self._pool.submit(self._attempt, event): event for event in batch}
         # Outcomes are recorded from this thread only, so an outbox needs no more thread
         # safety per deliverer than one caller at a time.
+        results = []
         for future in as_completed(futures):
             attempt = future.result()
             if attempt is None:
                 tally["skipped"] += 1
                 continue
-            tally[self._record(futures[future], attempt)] += 1
+            results.append(self._decide(futures[future], attempt))
+        # One call (one database transaction) for the whole batch: per-event commits were
+        # most of the cost of delivery from a SQL outbox.
+        for result, kept in zip(results, self.outbox.record(self.owner, results), strict=True):
+            tally[self._report(result, kept)] += 1
         counts = self.outbox.counts()
         self.metrics.backlog(counts.get("pending", 0), counts.get("dead", 0))
         return DeliveryReport(claimed=len(batch), **tally)

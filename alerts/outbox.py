@@ -20,7 +20,7 @@ from __future__ import annotations
 import dataclasses
 import heapq
 import threading
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Literal, Protocol, runtime_checkable
 
@@ -87,6 +87,27 @@ class DeliveryAttempt:
     error: str | None = None
 
 
+@dataclass(frozen=True, kw_only=True, slots=True)
+class AttemptResult:
+    """An attempt to record: the event moves to ``state`` (due at ``next_attempt_at`` if pending).
+
+    ``state`` ``"delivered"`` is :meth:`Outbox.record_success`, ``"pending"`` with
+    ``next_attempt_at`` :meth:`Outbox.record_failure`, ``"dead"`` :meth:`Outbox.record_dead`.
+    """
+
+    attempt: DeliveryAttempt
+    state: State
+    next_attempt_at: float | None = None
+
+    def __post_init__(self) -> None:
+        if (self.state == "pending") != (self.next_attempt_at is not None):
+            raise OutboxError(
+                "next_attempt_at",
+                f"set exactly when state is pending; got {self.next_attempt_at!r} with "
+                f"state {self.state!r}",
+            )
+
+
 @runtime_checkable
 class Outbox(Protocol):
     """The port of the durable outbox: what the delivery engine needs from a store.
@@ -129,6 +150,14 @@ class Outbox(Protocol):
 
     def record_dead(self, event_id: str, target: str, owner: str, attempt: DeliveryAttempt) -> bool:
         """Gives the event up (kept, state ``dead``); returns whether it was recorded."""
+        ...
+
+    def record(self, owner: str, results: Sequence[AttemptResult]) -> list[bool]:
+        """Records several attempts at once (a database: in one transaction).
+
+        Returns, per result, whether it was recorded, by the rules of the
+        ``record_*`` methods.
+        """
         ...
 
     def redeliver(self, event_id: str, target: str, now: float) -> bool:
@@ -261,6 +290,22 @@ class MemoryOutbox:
                 return False
             self._finish(event, "dead", attempt)
             return True
+
+    def record(self, owner: str, results: Sequence[AttemptResult]) -> list[bool]:
+        """Records each result as the matching ``record_*`` method does; returns each verdict."""
+        recorded = []
+        for result in results:
+            a = result.attempt
+            if result.state == "delivered":
+                recorded.append(self.record_success(a.event_id, a.target, owner, a))
+            elif result.state == "dead":
+                recorded.append(self.record_dead(a.event_id, a.target, owner, a))
+            else:
+                assert result.next_attempt_at is not None
+                recorded.append(
+                    self.record_failure(a.event_id, a.target, owner, a, result.next_attempt_at)
+                )
+        return recorded
 
     def redeliver(self, event_id: str, target: str, now: float) -> bool:
         """Puts a dead event back to pending, due at ``now``, attempts kept; returns success."""

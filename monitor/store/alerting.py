@@ -20,12 +20,12 @@ from dataclasses import dataclass, replace
 from typing import Any, Final
 
 import orjson
-from sqlalchemy import Select, func, or_, select, tuple_, update
+from sqlalchemy import Select, bindparam, func, or_, select, tuple_, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
 
 from alerts.events import AlertEvent, event_from_json, event_to_json
-from alerts.outbox import STATES, DeliveryAttempt, OutboxError, OutboxEvent
+from alerts.outbox import STATES, AttemptResult, DeliveryAttempt, OutboxError, OutboxEvent
 from monitor.store import _sql
 from monitor.store.models import (
     DEAD,
@@ -466,6 +466,38 @@ class SqlOutbox:
             )
             return True
 
+    def record(self, owner: str, results: Sequence[AttemptResult]) -> list[bool]:
+        """Record several attempts in ONE transaction; return, per result, whether it was recorded.
+
+        Each is recorded as :meth:`_finish` does one (only while ``owner`` holds
+        the event); the attempt rows are inserted together.
+        """
+        if not results:
+            return []
+        recorded: list[bool] = []
+        attempts: list[dict[str, Any]] = []
+        with self.store._writer.begin() as connection:
+            for result in results:
+                a = result.attempt
+                held = connection.execute(
+                    _RECORD,
+                    {
+                        "e_id": a.event_id,
+                        "e_target": a.target,
+                        "e_owner": owner,
+                        "new_state": result.state,
+                        "new_attempts": a.attempt,
+                        "new_error": a.error,
+                        "new_next": result.next_attempt_at,
+                    },
+                )
+                recorded.append(held.rowcount == 1)
+                if held.rowcount == 1:
+                    attempts.append(_sql.values(a))
+            if attempts:
+                connection.execute(_sql.insert(self.store._dialect, AlertDeliveryAttempt), attempts)
+        return recorded
+
     def redeliver(self, event_id: str, target: str, now: float) -> bool:
         """Put a dead event back to pending, due at ``now``, attempts kept; return success.
 
@@ -538,6 +570,26 @@ def _attempt_columns() -> list[Any]:
     """Return the columns of ``alert_delivery_attempts`` that make a ``DeliveryAttempt``."""
     columns = AlertDeliveryAttempt.__table__.columns
     return [column for column in columns if column.name != "id"]
+
+
+# Compiled once: recording a batch runs it once per attempt with new parameters.
+_RECORD = (
+    update(AlertOutbox)
+    .where(
+        AlertOutbox.event_id == bindparam("e_id"),
+        AlertOutbox.target == bindparam("e_target"),
+        AlertOutbox.state == PENDING,
+        AlertOutbox.lease_owner == bindparam("e_owner"),
+    )
+    .values(
+        state=bindparam("new_state"),
+        attempts=bindparam("new_attempts"),
+        last_error=bindparam("new_error"),
+        lease_owner=None,
+        lease_expires_at=None,
+        next_attempt_at=func.coalesce(bindparam("new_next"), AlertOutbox.next_attempt_at),
+    )
+)
 
 
 def _first_per_key(rows: Iterable[dict[str, Any]], keys: Sequence[str]) -> list[dict[str, Any]]:

@@ -161,6 +161,7 @@ class Receiver:
             return Counter(r.event_id for r in self.requests if r.event_id is not None)
 
     def _handle(self, handler: _Handler) -> None:
+        answered = False
         with self._lock:
             self.in_flight += 1
             self.max_in_flight = max(self.max_in_flight, self.in_flight)
@@ -186,6 +187,10 @@ class Receiver:
                 self.requests.append(request)
                 if 200 <= status < 300 and request.event_id is not None:
                     self.accepted[request.event_id] += 1
+                # No longer in flight once answered: the client may send its next request
+                # as soon as it reads the answer, before this handler returns.
+                self.in_flight -= 1
+                answered = True
             try:
                 handler.send_response(status)
                 if 300 <= status < 400:
@@ -198,5 +203,6 @@ class Receiver:
             except OSError:
                 pass  # the client gave up (timed out) before the answer
         finally:
-            with self._lock:
-                self.in_flight -= 1
+            if not answered:
+                with self._lock:
+                    self.in_flight -= 1

@@ -22,7 +22,7 @@ from alerts.backoff import DeliveryPolicy
 from alerts.delivery import Deliverer, UrllibSender
 from alerts.events import AlertEvent, EventType, event_from_json, event_id
 from alerts.formats import HttpRequest, render_request
-from alerts.outbox import DeliveryAttempt, Outbox, OutboxError, OutboxEvent, Outcome
+from alerts.outbox import AttemptResult, DeliveryAttempt, Outbox, OutboxError, OutboxEvent, Outcome
 from alerts.signing import SIGNATURE_HEADER, SignatureError, verify_driftline_signature
 from alerts.targets import WebhookTarget
 from monitor.store import (
@@ -244,6 +244,33 @@ def test_a_leased_event_is_held_by_one_claimer_until_its_lease_expires(
     for event in taken:
         assert outbox.record_success(event.event_id, event.target, "b", attempt_of(event))
     assert outbox.counts() == {"pending": 0, "delivered": 3, "dead": 0}
+
+
+def test_a_batch_of_outcomes_is_recorded_in_one_call_by_the_record_rules(
+    outbox: SqlOutbox, clock: FakeClock
+) -> None:
+    t0 = clock()
+    fill(outbox, 4, at=t0)
+    first = outbox.claim("a", t0, 30, 10)
+    taken = outbox.claim("b", t0 + 30, 30, 2)  # b took the first two over; a keeps the rest
+    assert [e.key for e in taken] == [e.key for e in first[:2]]
+    results = [
+        AttemptResult(attempt=attempt_of(first[0]), state="delivered"),
+        AttemptResult(attempt=attempt_of(first[1], "timeout"), state="pending", next_attempt_at=t0),
+        AttemptResult(attempt=attempt_of(first[2]), state="delivered"),
+        AttemptResult(
+            attempt=attempt_of(first[3], "http_error"), state="pending", next_attempt_at=t0 + 99
+        ),
+    ]
+    assert outbox.record("a", results) == [False, False, True, True]
+    assert outbox.counts() == {"pending": 3, "delivered": 1, "dead": 0}
+    retried = outbox.get(first[3].event_id, first[3].target)
+    assert retried is not None
+    assert (retried.attempts, retried.next_attempt_at, retried.lease_owner) == (1, t0 + 99, None)
+    # Only the recorded outcomes left an attempt row.
+    attempts = [a for d in AlertStore(outbox.store).events() for a in d.attempts]
+    assert sorted(a.event_id for a in attempts) == sorted([first[2].event_id, first[3].event_id])
+    assert outbox.record("b", []) == []
 
 
 def test_an_expired_lease_nobody_took_over_still_records(
