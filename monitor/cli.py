@@ -77,6 +77,11 @@ def build_parser() -> argparse.ArgumentParser:
     build.add_argument("--config", required=True, metavar="FILE", help="service YAML config")
     build.add_argument("--model", required=True, metavar="NAME", help="model name in the config")
     build.add_argument("--file", required=True, metavar="TRAIN", help="CSV, Parquet or JSON lines")
+    build.add_argument(
+        "--model-version",
+        metavar="VERSION",
+        help="the model version the reference describes (records' model_version)",
+    )
 
     alerts = commands.add_parser(
         "alerts", help="incidents, events, re-delivery, rule backtests and Prometheus rule export"
@@ -260,18 +265,24 @@ def _replay(args: argparse.Namespace) -> int:
 
 
 def _reference_build(args: argparse.Namespace) -> int:
-    """Check the file's columns, profile it, store it, and say what was stored.
+    """Check the file's columns, profile it, store it, and say what was stored and from when.
 
     A file whose prediction, target or score column is missing or ambiguous
     is refused before anything is stored (``ReferenceColumnsError``, exit 2);
-    see :func:`monitor.analyses.reference.check_reference_columns`.
+    see :func:`monitor.analyses.reference.check_reference_columns`. The new
+    version is in force from the first window starting after the data
+    already consumed (:func:`monitor.analyses.reference.store_reference`):
+    running services switch to it there, without a restart.
     """
+    from datetime import UTC, datetime
+
     from rich.console import Console
 
     from monitor.analyses.reference import (
         build_reference,
         check_reference_columns,
         describe_reference,
+        store_reference,
     )
     from monitor.config.service import ServiceConfig
     from monitor.datafiles import read_table
@@ -286,15 +297,23 @@ def _reference_build(args: argparse.Namespace) -> int:
     profile = reference.profile
     store = Store.connect(config.database_url())
     try:
-        version = store.save_profile(model.name, reference.to_bytes())
+        stored = store_reference(store, config, model, reference, model_version=args.model_version)
     finally:
         store.close()
     estimator = " and its performance estimator" if reference.estimator is not None else ""
     out = Console(highlight=False, markup=False, soft_wrap=True)
     out.print(
-        f"Stored reference profile{estimator} version {version} of {model.name!r}: "
+        f"Stored reference profile{estimator} version {stored.version} of {model.name!r}: "
         f"{len(profile.specs)} columns, {profile.reference.rows:,} rows."
     )
+    if stored.model_version is not None:
+        out.print(f"  model version: {stored.model_version}")
+    if stored.effective_from is not None:  # else from the first window, as always
+        start = datetime.fromtimestamp(stored.effective_from, UTC).isoformat()
+        out.print(
+            f"  in force from: the window starting {start} (effective_from "
+            f"{stored.effective_from:.3f}), the first after the data already consumed"
+        )
     for line in describe_reference(columns, reference, model):
         out.print(f"  {line}")
     return EXIT_OK

@@ -12,13 +12,38 @@ payload of the profile store row: the profile's own keys plus the sibling key
 :data:`ESTIMATOR_KEY`. ``ReferenceProfile.from_dict`` reads only its own keys,
 so older code still reads new rows, and rows stored before this key existed
 read as a reference without an estimator.
+
+Reference versions
+    A model may have several stored references (profile versions, each
+    optionally naming the ``model_version`` it describes, each with the start
+    of the first window it is in force for, ``effective_from``).
+    :class:`ModelRuntimes` holds one :class:`ModelRuntime` per version and
+    picks a window's by the window's start: the newest version whose
+    ``effective_from`` is at or before it (None counts as the beginning of
+    time). The choice depends on the window alone, so every partition, every
+    process and every rebalance sketches one window on one profile.
+    :meth:`ModelRuntimes.refresh` learns versions stored since (the ingest loop
+    calls it at every checkpoint, the service's scheduler every
+    ``scheduler.evaluate_interval_s``): no restart is needed.
+
+Mixed model versions in one window
+    Windows are per model, not per model version: when two model versions
+    serve at once (a canary), the records of both fall into the same windows
+    and are compared with the one reference in force for each window. The
+    records' ``model_version`` does not select the reference. To monitor a
+    canary on its own, give its records their own model name (and configure
+    that model with its own reference).
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import math
+import threading
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from detectors.attribution import AttributionSummary
 from detectors.drift import DriftSettings
@@ -28,6 +53,9 @@ from detectors.profile import ReferenceProfile
 from detectors.quality import DataQualityThresholds
 from monitor.config.service import ModelConfig
 from monitor.windows import WindowSpec
+
+if TYPE_CHECKING:
+    from monitor.store import Store
 
 log = logging.getLogger(__name__)
 
@@ -162,3 +190,166 @@ class StoredReference:
             estimator=None if estimator is None else CBPE.from_dict(estimator),
             attribution=None if attribution is None else AttributionSummary.from_dict(attribution),
         )
+
+
+def runtime_of(config: ModelConfig, version: int, payload: bytes) -> ModelRuntime:
+    """Return the runtime of profile ``version`` (a stored reference's bytes) of ``config``.
+
+    Warns when the model estimates performance and the reference has no
+    estimator; raises ``ValueError`` as :class:`ModelRuntime` does.
+    """
+    reference = StoredReference.from_bytes(payload)
+    if config.performance_estimation is not None and reference.estimator is None:
+        log.warning(
+            "model %s: reference profile version %d has no performance estimator; "
+            "its windows get no estimated performance until a reference is stored with "
+            "performance_estimation configured",
+            config.name,
+            version,
+        )
+    return ModelRuntime(
+        config,
+        reference.profile,
+        version,
+        estimator=reference.estimator,
+        attribution=reference.attribution,
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class ProfileVersions:
+    """One model's runtimes, oldest profile version first, each with its ``effective_from``.
+
+    ``starts[i]`` is the start of the first window ``runtimes[i]`` is in force
+    for (``-inf``: from the beginning). Raises ``ValueError`` if empty or if
+    the two differ in length.
+    """
+
+    runtimes: tuple[ModelRuntime, ...]
+    starts: tuple[float, ...]
+
+    def __post_init__(self) -> None:
+        if not self.runtimes or len(self.runtimes) != len(self.starts):
+            raise ValueError("ProfileVersions needs one start per runtime, and at least one")
+
+    @property
+    def latest(self) -> ModelRuntime:
+        """The newest version's runtime."""
+        return self.runtimes[-1]
+
+    def at(self, window_start: float) -> ModelRuntime:
+        """The runtime of the newest version in force at ``window_start``.
+
+        Windows before every version's ``effective_from`` (a first reference
+        stored after other models' data) use the oldest version.
+        """
+        for index in range(len(self.runtimes) - 1, -1, -1):
+            if self.starts[index] <= window_start:
+                return self.runtimes[index]
+        return self.runtimes[0]
+
+    def version(self, version: int) -> ModelRuntime | None:
+        """The runtime of profile ``version``, or None if it is not known here."""
+        for runtime in self.runtimes:
+            if runtime.profile_version == version:
+                return runtime
+        return None
+
+    def added(self, runtime: ModelRuntime, effective_from: float | None) -> ProfileVersions:
+        """A copy with ``runtime`` (a newer version) added, in force from ``effective_from``."""
+        start = -math.inf if effective_from is None else effective_from
+        return ProfileVersions((*self.runtimes, runtime), (*self.starts, start))
+
+
+class ModelRuntimes(Mapping[str, ModelRuntime]):
+    """Every monitored model's runtimes, one per stored profile version, chosen by window start.
+
+    As a mapping it gives each model's *newest* runtime (config, window, name:
+    what does not depend on the version). :meth:`at` picks the runtime a
+    window is sketched and evaluated on; :meth:`refresh` adds versions stored
+    since. Reads never lock: a refresh replaces a model's
+    :class:`ProfileVersions` in one assignment.
+    """
+
+    def __init__(self, versions: Mapping[str, ProfileVersions]) -> None:
+        self._versions = dict(versions)
+        self._lock = threading.Lock()
+        # Per model, the newest version left out as unusable: not read (nor logged) again.
+        self._left_out: dict[str, int] = {}
+
+    @classmethod
+    def of(cls, runtimes: Mapping[str, ModelRuntime]) -> ModelRuntimes:
+        """Wrap ``{name: runtime}`` (one version each, in force from the start)."""
+        if isinstance(runtimes, ModelRuntimes):
+            return runtimes
+        return cls({name: ProfileVersions((r,), (-math.inf,)) for name, r in runtimes.items()})
+
+    def __getitem__(self, name: str) -> ModelRuntime:
+        return self._versions[name].latest
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._versions)
+
+    def __len__(self) -> int:
+        return len(self._versions)
+
+    def versions(self, name: str) -> ProfileVersions:
+        """Every known version of model ``name``."""
+        return self._versions[name]
+
+    def at(self, name: str, window_start: float) -> ModelRuntime:
+        """The runtime the window of model ``name`` starting at ``window_start`` uses."""
+        return self._versions[name].at(window_start)
+
+    def version(self, name: str, version: int) -> ModelRuntime | None:
+        """The runtime of profile ``version`` of model ``name``, or None if not known here."""
+        return self._versions[name].version(version)
+
+    def profiles(self) -> dict[str, dict[int, ReferenceProfile]]:
+        """``{model: {version: profile}}`` of every known version (to decode stored partials)."""
+        return {
+            name: {r.profile_version: r.profile for r in versions.runtimes}
+            for name, versions in self._versions.items()
+        }
+
+    def refresh(self, store: Store) -> list[ModelRuntime]:
+        """Add the profile versions stored since the newest known one; return their runtimes.
+
+        A version that does not fit the model's config (see :class:`ModelRuntime`)
+        is logged and left out -- by every process alike, so windows still agree.
+        """
+        added: list[ModelRuntime] = []
+        with self._lock:
+            for name, versions in list(self._versions.items()):
+                known = max(r.profile_version for r in versions.runtimes)
+                for row in store.profiles_since(name, max(known, self._left_out.get(name, 0))):
+                    payload = store.profile(name, row.version)
+                    if payload is None:
+                        continue
+                    try:
+                        runtime = runtime_of(versions.latest.config, row.version, payload)
+                    except ValueError as error:
+                        log.error("reference version %d left out: %s", row.version, error)
+                        self._left_out[name] = row.version
+                        continue
+                    versions = versions.added(runtime, row.effective_from)
+                    added.append(runtime)
+                    log.info(
+                        "model %s: reference profile version %d (model version %s) in force "
+                        "from window start %s",
+                        name,
+                        row.version,
+                        row.model_version or "-",
+                        "the beginning" if row.effective_from is None else row.effective_from,
+                    )
+                self._versions[name] = versions
+        return added
+
+
+def as_runtimes(runtimes: Mapping[str, ModelRuntime] | Sequence[ModelRuntime]) -> ModelRuntimes:
+    """``runtimes`` as :class:`ModelRuntimes` (a plain mapping: one version per model)."""
+    if isinstance(runtimes, ModelRuntimes):
+        return runtimes
+    if isinstance(runtimes, Mapping):
+        return ModelRuntimes.of(runtimes)
+    return ModelRuntimes.of({r.name: r for r in runtimes})

@@ -7,11 +7,14 @@ prediction, target or score column is missing or ambiguous, with a
 :class:`ReferenceColumnsError` naming the column, the file's columns and the
 config key to change. :func:`build_reference` profiles it, fits the CBPE and
 summarises its SHAP values, as the model's config asks.
+:func:`store_reference` stores it as the model's next profile version, in
+force from the first window that starts after the data already consumed.
 """
 
 from __future__ import annotations
 
 import logging
+import math
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
@@ -26,7 +29,10 @@ from detectors.profile import ReferenceProfile
 from detectors.sample import RowSample
 from monitor.analyses.attribution import explanation_columns, reference_attribution
 from monitor.analyses.model import PREDICTION, StoredReference, reference_sample_size
-from monitor.config.service import ModelConfig
+from monitor.config.service import ModelConfig, ServiceConfig
+from monitor.store import Store
+from monitor.store.repository import StoredProfileRow
+from monitor.windows import WindowSpec
 
 log = logging.getLogger(__name__)
 
@@ -508,3 +514,46 @@ def fit_estimator(config: ModelConfig, frame: pd.DataFrame) -> CBPE | None:
         raise ValueError(
             f"cannot fit performance_estimation of model {config.name!r} on the reference: {error}"
         ) from error
+
+
+def next_window_start(spec: WindowSpec, event_time: float) -> float:
+    """Return the start of the first window of ``spec`` that starts after ``event_time``.
+
+    >>> next_window_start(WindowSpec(60.0), 125.0), next_window_start(WindowSpec(60.0), 120.0)
+    (180.0, 180.0)
+    """
+    step = spec.step_s
+    k = math.floor(event_time / step) + 1
+    # Division rounds: nudge k so that (k - 1) * step <= event_time < k * step holds exactly.
+    while k * step <= event_time:
+        k += 1
+    while (k - 1) * step > event_time:
+        k -= 1
+    return float(k * step)
+
+
+def store_reference(
+    store: Store,
+    config: ServiceConfig,
+    model: ModelConfig,
+    reference: StoredReference,
+    *,
+    model_version: str | None = None,
+) -> StoredProfileRow:
+    """Store ``reference`` as ``model``'s next profile version; return what was stored.
+
+    The version is in force from the first window starting after the
+    *frontier*: the largest event time checkpointed on any partition of the
+    predictions topic by the config's consumer group. Every process computes a
+    window's version from its start alone, so they all switch at that same
+    window. With nothing consumed yet it is in force from the start.
+    """
+    spec = model.window.spec
+    return store.save_profile_after_progress(
+        model.name,
+        reference.to_bytes(),
+        group_id=config.consumer.group_id,
+        topic=config.topics.predictions,
+        next_window_start=lambda frontier: next_window_start(spec, frontier),
+        model_version=model_version,
+    )

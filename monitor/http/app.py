@@ -71,12 +71,14 @@ Readiness
     not hammer the broker. Messages
     never hold passwords: URLs are masked with :func:`~monitor.store.mask_url`
     and the configured Kafka secrets are replaced by ``***``.
-New references apply on restart
-    ``POST /api/models/{model}/reference`` stores the next profile version;
-    the running service keeps sketching on the profile it loaded at start
-    until it is restarted. Swapping the profile of a running model would mix
-    two bin layouts inside one window (each partition's partial is sketched on
-    the profile it was started with), so it waits for a clean restart.
+New references apply from the next window
+    ``POST /api/models/{model}/reference`` stores the next profile version
+    (``?model_version=`` names the model version it describes). It is in
+    force from the first window that starts after the event times already
+    consumed (``effective_from`` in the response); every running process
+    learns it within a checkpoint or an evaluation interval and sketches
+    those windows on it, without a restart. Earlier windows keep the profile
+    they started with: one window never mixes two bin layouts.
     For a model with ``performance_estimation`` the upload must hold the
     target and score columns: the fitted estimator is stored with the profile
     (400 naming the column if it cannot be fitted). A file whose prediction,
@@ -96,6 +98,7 @@ import threading
 import time
 from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from http import HTTPStatus
 from pathlib import Path
 from typing import Annotated, Final, Literal
@@ -115,6 +118,7 @@ from monitor.analyses.reference import (
     ReferenceColumnsError,
     build_reference,
     check_reference_columns,
+    store_reference,
 )
 from monitor.config.service import ModelConfig, ServiceConfig
 from monitor.datafiles import InputError, read_table
@@ -634,6 +638,8 @@ def _add_routes(app: FastAPI, state: ApiState) -> None:
     @app.post(
         "/api/models/{model}/reference",
         response_model=ReferenceResult,
+        # model_version and effective_from are left out when None (none given, from the start).
+        response_model_exclude_none=True,
         status_code=HTTPStatus.CREATED,
         tags=["models"],
         openapi_extra=REFERENCE_BODY,
@@ -655,22 +661,36 @@ def _add_routes(app: FastAPI, state: ApiState) -> None:
                 description="the file's format; default: from its name or content type",
             ),
         ] = None,
+        model_version: Annotated[
+            str | None,
+            Query(description="the model version the reference describes", max_length=200),
+        ] = None,
     ) -> ReferenceResult:
         """Build the model's next reference profile from a CSV, Parquet or JSON-lines file.
 
         Send the file as a multipart upload (field ``file``) or as the raw
         body with ``?format=`` or a matching ``Content-Type``. The new version
-        is stored at once; the running service uses it after a restart.
+        is stored at once and used from ``effective_from`` on: the first
+        window starting after the data already consumed, in every process.
         """
         config = state.model(model)
         with tempfile.TemporaryDirectory(prefix="driftline-upload-") as directory:
             path, shown = await _receive_file(request, Path(directory), fmt, state)
             frame_profile = await run_in_threadpool(_profile_file, config, path, shown)
         reference, rows = frame_profile
-        payload = reference.to_bytes()
-        version = await run_in_threadpool(state.store.save_profile, config.name, payload)
+        stored = await run_in_threadpool(
+            lambda: store_reference(
+                state.store, state.config, config, reference, model_version=model_version
+            )
+        )
+        start = stored.effective_from
         return ReferenceResult(
-            model=config.name, version=version, columns=list(reference.profile.specs), rows=rows
+            model=config.name,
+            version=stored.version,
+            columns=list(reference.profile.specs),
+            rows=rows,
+            model_version=stored.model_version,
+            effective_from=None if start is None else datetime.fromtimestamp(start, UTC),
         )
 
 

@@ -125,12 +125,18 @@ class IngestResult(_Out):
 
 
 class ReferenceResult(_Out):
-    """The reference profile stored from an upload."""
+    """The reference profile stored from an upload, and the first window it is used for.
+
+    ``effective_from``: the start of that window (absent: from the first window,
+    nothing consumed yet); ``model_version``: the one given with the upload (absent: none).
+    """
 
     model: str
     version: int
     columns: list[str]
     rows: int
+    model_version: str | None = None
+    effective_from: datetime | None = None
 
 
 class ErrorDetail(_Out):

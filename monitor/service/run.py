@@ -8,6 +8,7 @@
 from __future__ import annotations
 
 import logging
+import math
 import os
 import socket
 import threading
@@ -20,7 +21,7 @@ from prometheus_client import CollectorRegistry
 from monitor.alerting.alertmanager import AlertmanagerRefresher
 from monitor.alerting.delivery import deliverer
 from monitor.alerting.rules import AlertRules
-from monitor.analyses.model import ModelRuntime, StoredReference
+from monitor.analyses.model import ModelRuntimes, ProfileVersions, runtime_of
 from monitor.analyses.reference import build_reference, check_reference_columns
 from monitor.config.service import ModelConfig, ServiceConfig
 from monitor.datafiles import read_table
@@ -55,42 +56,46 @@ class IngestionError(ServiceError):
         self.cause = cause
 
 
-def load_runtimes(config: ServiceConfig, store: Store) -> dict[str, ModelRuntime]:
-    """Return every configured model's runtime, with its latest stored reference profile.
+def load_runtimes(config: ServiceConfig, store: Store) -> ModelRuntimes:
+    """Return every configured model's runtimes: one per stored reference profile version.
 
-    A model without a stored profile gets one built from its configured
-    ``reference`` file (and stored as version 1, with its performance
-    estimator when the model has ``performance_estimation``); a model with
-    neither cannot be monitored and is an error naming the model and the two
-    ways to fix it. A stored profile that does not fit the config (data-quality
-    bounds on a column it lacks) is an error too.
+    Each window uses the version in force at its start (see
+    :class:`~monitor.analyses.model.ModelRuntimes`; :meth:`Service.reload_references`
+    adds versions stored later). A model without a stored profile gets one
+    built from its configured ``reference`` file (and stored as version 1,
+    with its performance estimator when the model has ``performance_estimation``);
+    a model with neither cannot be monitored and is an error naming the model
+    and the two ways to fix it. A newest stored profile that does not fit the
+    config (data-quality bounds on a column it lacks) is an error too; an older
+    one is left out with a warning.
     """
-    runtimes = {}
+    models = {}
     for model in config.models:
-        stored = store.latest_profile(model.name)
-        if stored is None:
-            stored = _profile_from_file(model, store)
-        version, payload = stored
-        reference = StoredReference.from_bytes(payload)
-        if model.performance_estimation is not None and reference.estimator is None:
-            log.warning(
-                "model %s: reference profile version %d has no performance estimator; "
-                "windows get no estimated performance until a reference is stored with "
-                "performance_estimation configured",
-                model.name,
-                version,
-            )
-        try:
-            runtimes[model.name] = ModelRuntime(
-                model,
-                reference.profile,
-                version,
-                estimator=reference.estimator,
-                attribution=reference.attribution,
-            )
-        except ValueError as error:
-            raise ServiceError(str(error)) from error
-    return runtimes
+        rows = store.profiles_since(model.name)
+        if not rows:
+            version, _ = _profile_from_file(model, store)
+            rows = [row for row in store.profiles_since(model.name) if row.version == version]
+        versions: ProfileVersions | None = None
+        for row in rows:
+            stored = store.profile(model.name, row.version)
+            if stored is None:
+                continue
+            try:
+                runtime = runtime_of(model, row.version, stored)
+            except ValueError as error:
+                if row is rows[-1]:
+                    raise ServiceError(str(error)) from error
+                # An older version the config outgrew: its windows use the next older one.
+                log.warning("reference version %d left out: %s", row.version, error)
+                continue
+            if versions is None:
+                versions = ProfileVersions((runtime,), (-math.inf,))
+            else:
+                versions = versions.added(runtime, row.effective_from)
+        if versions is None:
+            raise ServiceError(f"model {model.name!r}: its reference profiles cannot be read")
+        models[model.name] = versions
+    return ModelRuntimes(models)
 
 
 def _profile_from_file(model: ModelConfig, store: Store) -> tuple[int, bytes]:
@@ -166,6 +171,14 @@ class Service:
             "interval",
             seconds=scheduler.evaluate_interval_s,
             id="evaluate",
+            max_instances=1,
+            coalesce=True,
+        )
+        self.scheduler.add_job(
+            self.reload_references,
+            "interval",
+            seconds=scheduler.evaluate_interval_s,
+            id="reload-references",
             max_instances=1,
             coalesce=True,
         )
@@ -266,6 +279,17 @@ class Service:
             self.evaluator.refresh_labels()
         except Exception:  # a database outage must not kill the scheduler: retried next run
             log.exception("window evaluation failed; retrying at the next interval")
+
+    def reload_references(self) -> None:
+        """Learn the reference versions stored since (by any process): no restart needed.
+
+        The ingestor also does this at every checkpoint; this job keeps the
+        evaluator current while ingestion waits (a broker outage, say).
+        """
+        try:
+            self.runtimes.refresh(self.store)
+        except Exception:  # a database outage must not kill the scheduler: retried next run
+            log.exception("reloading reference profiles failed; retrying at the next interval")
 
     def _alert(self) -> None:
         try:

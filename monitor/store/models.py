@@ -56,7 +56,13 @@ class Base(DeclarativeBase):
 
 
 class ReferenceProfile(Base):
-    """A model's reference profile (usually of its training data); versions count from 1."""
+    """A model's reference profile (usually of its training data); versions count from 1.
+
+    ``model_version`` is the version of the model the reference describes (None:
+    not given). ``effective_from`` is the start of the first window sketched on
+    this profile (None: from the start); a window uses the newest version whose
+    ``effective_from`` is at or before its start.
+    """
 
     __tablename__ = "reference_profiles"
 
@@ -64,6 +70,8 @@ class ReferenceProfile(Base):
     version: Mapped[int] = mapped_column(primary_key=True)
     created_at: Mapped[float]
     profile: Mapped[bytes]
+    model_version: Mapped[str | None]
+    effective_from: Mapped[float | None]
 
     __table_args__ = (CheckConstraint("version >= 1", name="version_positive"),)
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Collection, Mapping, Sequence
-from dataclasses import replace
+from dataclasses import dataclass, replace
 
 from sqlalchemy import ColumnElement, delete, exists, func, or_, select, update
 from sqlalchemy.engine import URL, Connection, Engine
@@ -49,6 +49,19 @@ Clock = Callable[[], float]
 TopicPartitionKey = tuple[str, int]
 # Concurrent save_profile calls compute the same next version; the loser retries.
 _PROFILE_ATTEMPTS = 5
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class StoredProfileRow:
+    """One stored reference profile version's metadata (columns of ``reference_profiles``).
+
+    ``effective_from`` None: in force from the start; ``model_version`` None: not given.
+    """
+
+    version: int
+    model_version: str | None
+    effective_from: float | None
+    created_at: float
 
 
 class StaleCheckpointError(RuntimeError):
@@ -117,27 +130,133 @@ class Store:
 
     # --- reference profiles ----------------------------------------------------------------
 
-    def save_profile(self, model: str, profile: bytes) -> int:
-        """Store ``profile`` as the next version of ``model``'s reference; return that version."""
+    def save_profile(
+        self,
+        model: str,
+        profile: bytes,
+        *,
+        model_version: str | None = None,
+        effective_from: float | None = None,
+    ) -> int:
+        """Store ``profile`` as the next version of ``model``'s reference; return that version.
+
+        ``model_version`` is the model version the reference describes;
+        ``effective_from`` the start of the first window to use it (None: from
+        the start). To take effect after the data already consumed, use
+        :meth:`save_profile_after_progress`.
+        """
+        return self._insert_profile(
+            model, profile, model_version, lambda _connection: effective_from
+        ).version
+
+    def save_profile_after_progress(
+        self,
+        model: str,
+        profile: bytes,
+        *,
+        group_id: str,
+        topic: str,
+        next_window_start: Callable[[float], float],
+        model_version: str | None = None,
+    ) -> StoredProfileRow:
+        """Store the next version of ``model``'s reference, in force after the consumed data.
+
+        ``effective_from`` is ``next_window_start(frontier)``, the frontier being
+        the largest stored ``max_event_time`` of ``topic``'s partitions for
+        ``group_id``; None (from the start) while none has an event. Read in the
+        insert's transaction, with the progress rows locked on PostgreSQL: a
+        concurrent checkpoint commits either before (its events count) or after
+        this reference is visible. Returns the stored row's metadata.
+        """
+
+        def frontier(connection: Connection) -> float | None:
+            statement = select(PartitionProgress.max_event_time).where(
+                PartitionProgress.group_id == group_id, PartitionProgress.topic == topic
+            )
+            if self._dialect == "postgresql":
+                statement = statement.with_for_update()
+            times = [t for t in connection.scalars(statement) if t is not None]
+            return next_window_start(max(times)) if times else None
+
+        return self._insert_profile(model, profile, model_version, frontier)
+
+    def _insert_profile(
+        self,
+        model: str,
+        profile: bytes,
+        model_version: str | None,
+        effective_from: Callable[[Connection], float | None],
+    ) -> StoredProfileRow:
         for attempt in range(_PROFILE_ATTEMPTS):
             try:
                 with self._writer.begin() as connection:
+                    start = effective_from(connection)
                     latest = connection.scalar(
                         select(func.max(ReferenceProfile.version)).where(
                             ReferenceProfile.model == model
                         )
                     )
-                    version = (latest or 0) + 1
+                    row = StoredProfileRow(
+                        version=(latest or 0) + 1,
+                        model_version=model_version,
+                        effective_from=start,
+                        created_at=self.clock(),
+                    )
                     connection.execute(
                         _sql.insert(self._dialect, ReferenceProfile).values(
-                            model=model, version=version, created_at=self.clock(), profile=profile
+                            model=model,
+                            version=row.version,
+                            created_at=row.created_at,
+                            profile=profile,
+                            model_version=model_version,
+                            effective_from=start,
                         )
                     )
-                return version
+                return row
             except IntegrityError:
                 if attempt == _PROFILE_ATTEMPTS - 1:
                     raise
         raise AssertionError("unreachable")
+
+    def profiles_since(self, model: str, after_version: int = 0) -> list[StoredProfileRow]:
+        """Return metadata of ``model``'s profile versions after ``after_version``, oldest first.
+
+        No profile bytes: every process polls this to notice new references.
+        """
+        with self.engine.connect() as connection:
+            rows = connection.execute(
+                select(
+                    ReferenceProfile.version,
+                    ReferenceProfile.model_version,
+                    ReferenceProfile.effective_from,
+                    ReferenceProfile.created_at,
+                )
+                .where(ReferenceProfile.model == model, ReferenceProfile.version > after_version)
+                .order_by(ReferenceProfile.version)
+            )
+            return [
+                StoredProfileRow(
+                    version=row.version,
+                    model_version=row.model_version,
+                    effective_from=row.effective_from,
+                    created_at=row.created_at,
+                )
+                for row in rows
+            ]
+
+    def profile_model_version(self, model: str, version: int) -> str | None:
+        """Return the model version profile ``version`` of ``model`` describes (None: not given).
+
+        One primary-key lookup of one short column; None also when that profile
+        version is not stored.
+        """
+        with self.engine.connect() as connection:
+            found: str | None = connection.scalar(
+                select(ReferenceProfile.model_version).where(
+                    ReferenceProfile.model == model, ReferenceProfile.version == version
+                )
+            )
+        return found
 
     def latest_profile(self, model: str) -> tuple[int, bytes] | None:
         """Return ``(version, profile)`` of ``model``'s newest reference, or None if it has none."""

@@ -11,6 +11,10 @@ record is late for a window when that window ended at or before the
 partition's largest event time so far minus the model's allowed lateness.
 That makes the decision a function of the stream alone (not of timing or
 batch sizes), so a restarted process reproduces it exactly.
+
+Each window is sketched on the profile version in force at its start
+(:meth:`monitor.analyses.model.ModelRuntimes.at`): a record of several hopping
+windows may be sketched on a different version in each.
 """
 
 from __future__ import annotations
@@ -28,7 +32,7 @@ from detectors.profile import ReferenceProfile
 from detectors.sample import UInt64Array
 from detectors.sketch import WindowSketch
 from monitor.analyses.attribution import records_attribution
-from monitor.analyses.model import ModelRuntime
+from monitor.analyses.model import ModelRuntime, as_runtimes
 from monitor.records import PredictionRecord
 from monitor.store.rows import PartialRow, ProgressRow
 from monitor.streaming.partials import merge_optional, partial_from_bytes, sketch_to_bytes
@@ -91,12 +95,18 @@ class PartitionState:
     ) -> AddResult:
         """Aggregate valid, routed ``records`` (in partition order); advance to ``next_offset``.
 
+        ``runtimes`` is a :class:`~monitor.analyses.model.ModelRuntimes` (each
+        window on the version in force at its start) or a plain mapping (one
+        version per model).
+
         ``offsets`` are the records' offsets in the partition: they key the row
         samples of models with multivariate drift (:func:`monitor.streaming.sketching.record_keys`).
         Without them the records are taken to be the ones just before
         ``next_offset``, which holds only when none was skipped as invalid.
         """
         outcome = AddResult()
+        versions = as_runtimes(runtimes)
+        specs = {name: runtime.window for name, runtime in versions.items()}  # per record below
         groups: dict[tuple[str, float, float], list[int]] = defaultdict(list)
         high = self.max_event_time
         # The windows containing t are the same for every t in [newest start, + step):
@@ -104,7 +114,7 @@ class PartitionState:
         cached_model, low, top, containing = "", 0.0, -1.0, []
         for index, record in enumerate(records):
             model, t = record.model, record.event_time
-            spec = runtimes[model].window
+            spec = specs[model]
             if model != cached_model or not low <= t < top:
                 containing = spec.windows_for(t)
                 cached_model, low = model, containing[-1][0]
@@ -121,7 +131,7 @@ class PartitionState:
                 groups[(model, start, end)].append(index)
         keys: UInt64Array | None = None
         for (model, start, end), members in groups.items():
-            runtime = runtimes[model]
+            runtime = versions.at(model, start)
             member_keys = None
             if runtime.sample_size is not None:
                 if keys is None:

@@ -17,6 +17,11 @@ marks the claim done, :func:`store_results`), then the metrics
 (:class:`MetricsObserver`); the demo and the alerting layer subscribe too.
 What a result holds: :mod:`detectors.window_result` and :mod:`monitor.analyses.window`;
 how it is stored: :mod:`monitor.store.result_json`.
+
+A window is analysed with the runtime of the profile version its partials are
+binned on; ingestion picks that version by the window's start (the newest
+reference in force then, :class:`monitor.analyses.model.ModelRuntimes`), so
+every partial of a window has the same one.
 """
 
 from __future__ import annotations
@@ -34,7 +39,7 @@ from detectors.profile import ReferenceProfile
 from detectors.sketch import WindowSketch
 from detectors.window_result import EstimatedPerformance, WindowResult
 from monitor.analyses.attribution import WindowExplainer
-from monitor.analyses.model import ModelRuntime, StoredReference
+from monitor.analyses.model import ModelRuntime, StoredReference, as_runtimes
 from monitor.analyses.quality import estimated_metrics
 from monitor.analyses.window import MergedWindow, WindowInputs, analyse, needs_stored_scores
 from monitor.config.service import ServiceConfig
@@ -63,7 +68,8 @@ class Evaluator:
     ) -> None:
         self.config = config
         self.store = store
-        self.runtimes = dict(runtimes)
+        # Shared with the ingestor in a service: new reference versions appear in both.
+        self.runtimes = as_runtimes(runtimes)
         self.metrics = metrics
         self.owner = owner
         self.clock = clock
@@ -73,8 +79,11 @@ class Evaluator:
         self.events.subscribe(MetricsObserver(metrics))
         self._references: dict[tuple[str, int], StoredReference] = {
             (name, r.profile_version): StoredReference(r.profile, r.estimator, r.attribution)
-            for name, r in self.runtimes.items()
+            for name in self.runtimes
+            for r in self.runtimes.versions(name).runtimes
         }
+        # Runtimes of versions not in self.runtimes (stored windows of unknown versions).
+        self._other_runtimes: dict[tuple[str, int], ModelRuntime] = {}
         self._explainers: dict[Path, WindowExplainer] = {}
         # Per model: labelled predictions per stored window bucket, as seen by refresh_labels.
         self._label_buckets: dict[str, dict[float, int]] = {}
@@ -187,8 +196,15 @@ class Evaluator:
     def evaluate(
         self, runtime: ModelRuntime, start: float, end: float, *, reevaluation: bool = False
     ) -> WindowResult:
-        """Analyse one window and publish its result (stored first); return the result."""
-        result = analyse(runtime, self.inputs(runtime, start, end), self._explainer(runtime))
+        """Analyse one window and publish its result (stored first); return the result.
+
+        The window is analysed on the runtime of the profile version its
+        partials are binned on (``runtime`` names the model).
+        """
+        merged = self._merged(runtime, start)
+        runtime = self._runtime_for(runtime, start, merged.version)
+        inputs = self.inputs(runtime, start, end, merged=merged)
+        result = analyse(runtime, inputs, self._explainer(runtime))
         self.events.publish(WindowEvaluated(result=result, reevaluation=reevaluation))
         if result.drift is not None:
             log.info(
@@ -201,9 +217,20 @@ class Evaluator:
             )
         return result
 
-    def inputs(self, runtime: ModelRuntime, start: float, end: float) -> WindowInputs:
-        """Read everything :func:`~monitor.analyses.window.analyse` needs about one window."""
-        merged = self._merged(runtime, start)
+    def inputs(
+        self,
+        runtime: ModelRuntime,
+        start: float,
+        end: float,
+        *,
+        merged: MergedWindow | None = None,
+    ) -> WindowInputs:
+        """Read everything :func:`~monitor.analyses.window.analyse` needs about one window.
+
+        ``merged``: the window's merged partials, if already read.
+        """
+        if merged is None:
+            merged = self._merged(runtime, start)
         labelled, with_request = self.store.label_coverage(runtime.name, start, end)
         version = merged.version
         reference = None if version is None else self._reference(runtime.name, version)
@@ -230,6 +257,34 @@ class Evaluator:
             else None,
             evaluated_at=self.clock(),
         )
+
+    def _runtime_for(
+        self, runtime: ModelRuntime, start: float, version: int | None
+    ) -> ModelRuntime:
+        """The runtime of profile ``version`` of the model (None: the one in force at ``start``)."""
+        name = runtime.name
+        if name not in self.runtimes:
+            return runtime
+        if version is None:
+            return self.runtimes.at(name, start)
+        known = self.runtimes.version(name, version)
+        if known is not None:
+            return known
+        key = (name, version)
+        if key not in self._other_runtimes:
+            reference = self._reference(name, version)
+            try:
+                self._other_runtimes[key] = ModelRuntime(
+                    runtime.config,
+                    reference.profile,
+                    version,
+                    estimator=reference.estimator,
+                    attribution=reference.attribution,
+                )
+            except ValueError as error:  # does not fit the config: analysed as before
+                log.warning("window %s [%s, ...): %s", name, start, error)
+                return runtime
+        return self._other_runtimes[key]
 
     def _explainer(self, runtime: ModelRuntime) -> WindowExplainer | None:
         """The cached explainer of the model's file (``attribution.source: model``), if any."""

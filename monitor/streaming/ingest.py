@@ -33,6 +33,17 @@ assigned for the first time is registered at once (offset 0, no event yet).
 The evaluator treats a partition whose row nobody rewrites as "not attended"
 (its consumer died or is still catching up) and waits for it, instead of
 treating it as idle (see :meth:`monitor.streaming.evaluate.Evaluator.watermark`).
+
+Reference versions: each window is sketched on the profile version in force
+at its start (:class:`monitor.analyses.model.ModelRuntimes`). Every checkpoint
+first reads the versions stored since (one metadata query per model), so a
+new reference is used without a restart. It takes effect from the first window
+starting after the event times already checkpointed
+(:func:`monitor.analyses.reference.store_reference`); a partition that has
+already sketched such a window on the older version -- records consumed but
+not yet checkpointed -- drops its in-memory state, as a fenced-off one does,
+and re-reads from its stored offset. Windows are per model, not per
+``model_version``: see :mod:`monitor.analyses.model`.
 """
 
 from __future__ import annotations
@@ -51,8 +62,7 @@ from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.consumer.subscription_state import ConsumerRebalanceListener
 from kafka.errors import KafkaError
 
-from detectors.profile import ReferenceProfile
-from monitor.analyses.model import ModelRuntime
+from monitor.analyses.model import ModelRuntime, as_runtimes
 from monitor.config.service import ServiceConfig
 from monitor.metrics import Metrics
 from monitor.records import (
@@ -112,7 +122,8 @@ class Ingestor:
     ) -> None:
         self.config = config
         self.store = store
-        self.runtimes = dict(runtimes)
+        # Shared with the evaluator when given ModelRuntimes: a refresh here serves both.
+        self.runtimes = as_runtimes(runtimes)
         self.metrics = metrics
         self.clock = clock
         self.group_id = config.consumer.group_id
@@ -149,10 +160,9 @@ class Ingestor:
         # only after idle_timeout_s of fetching it without records since then.
         self._attached: dict[TopicPartition, float] = {}
         self._reattach = False
-        self._profiles: dict[str, dict[int, ReferenceProfile]] = {
-            name: {r.profile_version: r.profile} for name, r in self.runtimes.items()
-        }
         self._known = frozenset(self.runtimes)
+        # Per model, the newest profile version whose windows this consumer has checked.
+        self._checked_versions = {name: r.profile_version for name, r in self.runtimes.items()}
         self._pending_records = 0
         self._last_checkpoint = clock()
         topics = config.topics
@@ -321,8 +331,9 @@ class Ingestor:
 
     def _store_predictions(self, records: Iterable[PredictionRecord]) -> None:
         rows = []
+        latest = dict(self.runtimes.items())  # config and window: the same in every version
         for record in records:
-            runtime = self.runtimes[record.model]
+            runtime = latest[record.model]
             if record.request_id is None or not runtime.config.labels.enabled:
                 continue
             start, _ = runtime.window.windows_for(record.event_time)[-1]
@@ -449,6 +460,7 @@ class Ingestor:
         Raises if the database (or the dead-letter topic) cannot be written; the
         in-memory state is then kept for the next attempt.
         """
+        self._refresh_references()
         self._flush_dead_letters()  # dead letters are durable before their offsets move on
         if self._pending_predictions:
             self.store.save_predictions(self._pending_predictions)
@@ -491,6 +503,50 @@ class Ingestor:
         if progress:
             offsets = {TopicPartition(p.topic, p.partition): p.next_offset for p in progress}
             self._commit_to_kafka(offsets)
+
+    def _refresh_references(self) -> None:
+        """Learn the reference versions stored since; re-read partitions they overtook.
+
+        A new version is in force from a window after every checkpointed event
+        time, but this consumer may have sketched such a window already on the
+        older version (records read since its last checkpoint). Those
+        partitions' state is dropped without being written and reloaded from
+        the store (which holds no such window), so the records are sketched
+        again on the version in force.
+        """
+        self.runtimes.refresh(self.store)
+        # Not refresh()'s return value: the service's reload job may have added them first.
+        new = {
+            (name, r.profile_version)
+            for name in self.runtimes
+            for r in self.runtimes.versions(name).runtimes
+            if r.profile_version > self._checked_versions.get(name, 0)
+        }
+        self._checked_versions = {
+            name: self.runtimes[name].profile_version for name in self.runtimes
+        }
+        if not new:
+            return
+        for tp, state in list(self.states.items()):
+            overtaken = [
+                (model, start)
+                for (model, start), partial in state.partials.items()
+                if model in self.runtimes
+                and (model, (chosen := self.runtimes.at(model, start).profile_version)) in new
+                and partial.profile_version != chosen
+            ]
+            if overtaken:
+                model, start = overtaken[0]
+                log.info(
+                    "%s/%s: a new reference of %s is in force from window %s on; "
+                    "re-reading the partition from its stored offset",
+                    tp.topic,
+                    tp.partition,
+                    model,
+                    start,
+                )
+                self._drop(tp)
+                self._unloaded.add(tp)
 
     def _flush_dead_letters(self) -> None:
         """Wait until every dead letter is written or given up; raise if some must be retried.
@@ -618,7 +674,7 @@ class Ingestor:
         for tp, (progress, partials) in restored.items():
             self._attached[tp] = now
             self.states[tp] = PartitionState.restore(
-                tp.topic, tp.partition, progress, partials, self._profiles
+                tp.topic, tp.partition, progress, partials, self.runtimes.profiles()
             )
             self._expected.pop(tp, None)
             if progress is not None:

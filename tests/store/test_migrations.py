@@ -48,7 +48,7 @@ def test_upgrade_from_empty_creates_every_table(database_url: URL) -> None:
     try:
         assert current_revision(engine) is None
         migrate(engine)
-        assert current_revision(engine) == head_revision() == "0002"
+        assert current_revision(engine) == head_revision() == "0003"
     finally:
         engine.dispose()
     assert table_names(database_url) == TABLES | {"alembic_version"}
@@ -111,3 +111,42 @@ def test_named_check_constraints_and_indexes_exist(database_url: URL) -> None:
         for name, table in Base.metadata.tables.items()
     }
     assert found == expected
+
+
+def test_0003_adds_the_reference_version_columns_and_keeps_old_rows(database_url: URL) -> None:
+    # 0003: the model version a reference describes and the window start it is in force from.
+    engine = create_engine(database_url)
+    config = alembic_config()
+    try:
+        with engine.begin() as connection:
+            config.attributes["connection"] = connection
+            command.upgrade(config, "0002")
+            connection.execute(
+                sqlalchemy.text(
+                    "INSERT INTO reference_profiles (model, version, created_at, profile) "
+                    "VALUES ('m', 1, 1.0, :p)"
+                ),
+                {"p": b"{}"},
+            )
+        migrate(engine)
+        columns = {
+            c["name"]: c["nullable"]
+            for c in sqlalchemy.inspect(engine).get_columns("reference_profiles")
+        }
+        with engine.connect() as connection:
+            old = connection.execute(
+                sqlalchemy.text("SELECT model_version, effective_from FROM reference_profiles")
+            ).one()
+        with engine.begin() as connection:
+            config.attributes["connection"] = connection
+            command.downgrade(config, "0002")
+        downgraded = {
+            c["name"] for c in sqlalchemy.inspect(engine).get_columns("reference_profiles")
+        }
+    finally:
+        engine.dispose()
+    assert columns["model_version"] is True
+    assert columns["effective_from"] is True
+    assert tuple(old) == (None, None)  # an old reference: no model version, from the start
+    assert "model_version" not in downgraded
+    assert "effective_from" not in downgraded
