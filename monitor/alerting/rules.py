@@ -30,6 +30,20 @@ change its result: history is not rewritten (an incident already notified is
 not retracted). The windows after it carry the change. Hence the label wait
 above for rules that read labels.
 
+The model-version loop. Each window names the reference profile it was
+evaluated on, and each stored reference may name the model version it
+describes (``driftline reference build --model-version``). When the windows
+move to a reference of another model version -- the new model was deployed
+and its reference stored, so its windows are evaluated against it -- the
+old version's open incidents resolve with reason ``model_replaced`` before
+the first such window is fed to the rules, and the open retraining request
+counts as answered. While a retraining request is open (sent, not answered,
+younger than ``alerts.retrain_pending_s`` of event time), another incident
+asking to retrain sends no second ``retrain.requested``: it is logged and
+the incident still notifies. A new reference of the *same* model version
+(re-baselining) is not a replacement. This bookkeeping is kept with the rule
+states under the reserved rule name :data:`LOOP_RULE`.
+
 Per event type, the targets (:mod:`alerts.targets`): ``webhook`` targets that
 accept the type, ``alertmanager`` targets for every event but
 ``retrain.requested``, ``retrain`` targets for ``retrain.requested`` only.
@@ -40,8 +54,9 @@ from __future__ import annotations
 import logging
 import math
 import time
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, replace
+from typing import Any
 
 from alerts.engine import Emission, RuleEngine, RuleState, WindowOrderError
 from alerts.events import AlertEvent, EventType, event_id
@@ -60,6 +75,43 @@ log = logging.getLogger(__name__)
 FIRING_TYPES = frozenset(
     {EventType.DRIFT_DETECTED, EventType.QUALITY_DEGRADED, EventType.DATA_QUALITY_FAILED}
 )
+
+
+#: The reserved rule name under which a model's model-version loop state is stored.
+LOOP_RULE = "__model_loop__"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ModelLoop:
+    """Which reference (and model version) the last window used; when retraining was asked.
+
+    ``retrain_since`` is the window end of the open retraining request (None:
+    none open).
+    """
+
+    profile_version: int | None = None
+    model_version: str | None = None
+    retrain_since: float | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        """The JSON form stored with the rule states."""
+        return {
+            "profile_version": self.profile_version,
+            "model_version": self.model_version,
+            "retrain_since": self.retrain_since,
+        }
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> ModelLoop:
+        """Read :meth:`to_json` (unknown keys ignored)."""
+        version = data.get("profile_version")
+        since = data.get("retrain_since")
+        model_version = data.get("model_version")
+        return cls(
+            profile_version=None if version is None else int(version),
+            model_version=None if model_version is None else str(model_version),
+            retrain_since=None if since is None else float(since),
+        )
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -129,6 +181,7 @@ class AlertRules:
         self.clock = clock
         self.batch = batch
         self._engines = {m.name: RuleEngine(m.alerts.effective) for m in config.models}
+        self._model_versions: dict[tuple[str, int], str | None] = {}
 
     def run_once(self) -> list[Advance]:
         """Advance every model's rules over its newly final windows; return what was done."""
@@ -147,14 +200,22 @@ class AlertRules:
         windows = self._final_windows(model, engine, position)
         if not windows:
             return Advance(model=name, windows=(), events=(), committed=True)
-        states = {
-            key: RuleState.from_json(value) for key, value in self.alert_store.states(name).items()
-        }
+        stored = self.alert_store.states(name)
+        loop_key = (name, LOOP_RULE, "")
+        loop = ModelLoop.from_json(stored.pop(loop_key, {}))
+        states = {key: RuleState.from_json(value) for key, value in stored.items()}
         events: list[AlertEvent] = []
         incidents: dict[str, IncidentRow] = {}
         now = self.clock()
+        pending_for = self.config.alerts.retrain_pending_s
         for result in windows:
-            before = states
+            before_switch = before = states
+            replaced: list[Emission] = []
+            loop, switched = self._loop(name, loop, result)
+            if switched:
+                states, replaced = engine.resolve_model(states, name, "model_replaced")
+                loop = replace(loop, retrain_since=None)  # the new model answers the request
+                before = states
             try:
                 states, emissions = engine.step(states, result)
             except WindowOrderError as error:  # a stored state ahead of the cursor: skip it
@@ -162,7 +223,25 @@ class AlertRules:
                     "alert rules of %s skip window %s: %s", name, result.window_start, error
                 )
                 continue
+            for emission in replaced:
+                key = (emission.model, emission.rule, emission.subject)
+                row = _incident_row(emission, before_switch.get(key), before[key], engine)
+                events.append(self._event(emission, now, row.started_window_start))
+                incidents[row.id] = _merged(incidents.get(row.id), row)
             for emission in emissions:
+                if emission.type == EventType.RETRAIN_REQUESTED.value:
+                    open_since = loop.retrain_since
+                    if open_since is not None and emission.window_end - open_since < pending_for:
+                        log.info(
+                            "alert rules of %s: no second retraining request for %s [%s] "
+                            "while the one of %s is open",
+                            name,
+                            emission.rule,
+                            emission.subject,
+                            open_since,
+                        )
+                        continue
+                    loop = replace(loop, retrain_since=emission.window_end)
                 key = (emission.model, emission.rule, emission.subject)
                 row = _incident_row(emission, before.get(key), states[key], engine)
                 events.append(self._event(emission, now, row.started_window_start))
@@ -176,7 +255,7 @@ class AlertRules:
             name,
             position,
             windows[-1].window_start,
-            {key: state.to_json() for key, state in states.items()},
+            {**{key: state.to_json() for key, state in states.items()}, loop_key: loop.to_json()},
             list(incidents.values()),
             rows,
         )
@@ -197,6 +276,34 @@ class AlertRules:
             events=tuple(events),
             committed=committed,
         )
+
+    def _loop(self, name: str, loop: ModelLoop, result: WindowResult) -> tuple[ModelLoop, bool]:
+        """The loop state after ``result``; True when a new model version's reference took over."""
+        version = result.profile_version
+        if version is None or version == loop.profile_version:
+            return loop, False
+        model_version = self._model_version(name, version)
+        switched = (
+            loop.profile_version is not None
+            and model_version is not None
+            and model_version != loop.model_version
+        )
+        if switched:
+            log.info(
+                "model %s: version %s took over from %s at window %s (reference %d)",
+                name,
+                model_version,
+                loop.model_version,
+                result.window_start,
+                version,
+            )
+        return replace(loop, profile_version=version, model_version=model_version), switched
+
+    def _model_version(self, name: str, version: int) -> str | None:
+        key = (name, version)
+        if key not in self._model_versions:
+            self._model_versions[key] = self.store.profile_model_version(name, version)
+        return self._model_versions[key]
 
     def _final_windows(
         self, model: ModelConfig, engine: RuleEngine, position: float | None
@@ -314,4 +421,12 @@ def _finite(value: float | None, fallback: float | None) -> float:
     return float(fallback) if fallback is not None else 0.0
 
 
-__all__ = ["FIRING_TYPES", "Advance", "AlertRules", "reads_labels", "targets_for"]
+__all__ = [
+    "FIRING_TYPES",
+    "LOOP_RULE",
+    "Advance",
+    "AlertRules",
+    "ModelLoop",
+    "reads_labels",
+    "targets_for",
+]

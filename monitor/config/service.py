@@ -812,7 +812,9 @@ class AlertsSection(_Section):
     accepts), ``alertmanager`` (the incidents: fired and resolved) and
     ``retrain`` (``retrain.requested`` only). Secrets are names of environment
     variables. ``interval_s`` is how often the rules read newly evaluated
-    windows and the outbox is polled; ``source`` is the CloudEvents ``source``.
+    windows and the outbox is polled; ``source`` is the CloudEvents ``source``;
+    ``retrain_pending_s`` how long a retraining request stays open (see
+    :mod:`monitor.alerting.rules`).
     """
 
     enabled: bool = True
@@ -820,6 +822,9 @@ class AlertsSection(_Section):
     delivery: DeliverySection = DeliverySection()
     interval_s: Seconds = 2.0
     source: str = Field("/driftline", min_length=1)
+    #: How long (event time) a retraining request stays open unless a new model version
+    #: answers it; while open, no second request is sent for the model.
+    retrain_pending_s: Seconds = 7 * 86_400.0
 
     @field_validator("targets")
     @classmethod

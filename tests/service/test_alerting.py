@@ -211,6 +211,10 @@ def test_the_rules_fire_once_per_incident_and_resolve_and_every_event_arrives_on
         assert Counter(r.event_id for r in ops) == Counter({e.id: 1 for e in events})
         assert [r.event_id for r in trainer.requests] == [first["retrain.requested"].id]
         assert outbox.counts().get("delivered") == len(events) + 1
+        # The secret signs requests; it is never stored, listed or sent in a body.
+        stored = AlertStore(store).events(model="credit", limit=1000)
+        assert all(SECRET.encode() not in d.event.payload for d in stored)
+        assert all(SECRET.encode() not in r.body for r in receiver.requests + trainer.requests)
         assert registry.get_sample_value(
             "driftline_webhook_deliveries_total", {"target": "ops", "outcome": "delivered"}
         ) == len(events)
@@ -378,6 +382,8 @@ def test_the_api_serves_incidents_and_events_and_redelivery_needs_the_token(aler
         )
         assert unknown.status_code == 404
         assert "tok-123" not in str(listed)
+        assert SECRET not in str(listed)
+        assert SECRET not in client.get("/api/alerts").text
     finally:
         client.close()
         store.close()
@@ -470,5 +476,65 @@ def test_windows_evaluated_out_of_order_are_read_in_order_and_re_evaluations_rew
         assert [(e.type.value, e.window_start) for e in third.events] == [
             ("alert.resolved", results[5].window_start)
         ]
+    finally:
+        store.close()
+
+
+def test_a_new_model_version_resolves_the_old_incidents_and_answers_the_retrain_request(
+    tmp_path,
+):
+    config = ServiceConfig.model_validate(
+        {
+            "database": {"url": f"sqlite:///{tmp_path / 'loop.db'}"},
+            "models": [
+                {
+                    "name": "order",
+                    "alerts": {
+                        "rules": [
+                            {"kind": "drift_share", "retrain": True},
+                            {"kind": "feature_drift", "min_features": 2, "retrain": True},
+                        ]
+                    },
+                }
+            ],
+        }
+    )
+    # Drifted throughout; windows 0-2 on model version 7's reference, 3-6 on version 8's.
+    results = [
+        replace(r, profile_version=1 if i < 3 else 2) for i, r in enumerate(drift_results("d" * 7))
+    ]
+    store = Store.connect(config.database_url())
+    try:
+        assert store.save_profile("order", b"{}", model_version="7") == 1
+        assert store.save_profile("order", b"{}", model_version="8") == 2
+        for result in results:
+            store.save_window_result(result)
+        (done,) = AlertRules(config, store, AlertStore(store)).run_once()
+        start = results[0].window_start
+        seen = [
+            (round((e.window_start - start) / 60), e.type.value, e.rule, e.details.get("reason"))
+            for e in done.events
+        ]
+        assert seen == [
+            # Version 7: both rules fire on the second drifted window; one retraining request.
+            (1, "drift.detected", "drift_share", None),
+            (1, "retrain.requested", "drift_share", None),
+            (1, "drift.detected", "feature_drift.min_2", None),
+            # Version 8 takes over at window 3: the old incidents end, the request is answered.
+            (2, "alert.resolved", "drift_share", "model_replaced"),
+            (2, "alert.resolved", "feature_drift.min_2", "model_replaced"),
+            # Version 8 drifts too: new incidents, and a new request (the old one was answered).
+            (4, "drift.detected", "drift_share", None),
+            (4, "retrain.requested", "drift_share", None),
+            (4, "drift.detected", "feature_drift.min_2", None),
+        ]
+        resolved = {
+            (i.rule, i.reason)
+            for i in AlertStore(store).incidents(model="order", status="resolved")
+        }
+        assert resolved == {
+            ("drift_share", "model_replaced"),
+            ("feature_drift.min_2", "model_replaced"),
+        }
     finally:
         store.close()
