@@ -62,7 +62,7 @@ from scipy.stats import gamma
 
 from detectors.window_result import AttributionDrift, JointDrift, WindowResult
 from monitor.analyses.model import PREDICTION
-from monitor.analyses.reference import build_reference
+from monitor.analyses.reference import build_reference, store_reference
 from monitor.config.service import ServiceConfig
 from monitor.demo.receiver import DemoReceiver, Received
 from monitor.presentation.demo import COLUMNS, window_cells
@@ -455,13 +455,77 @@ def demo_reference(plan: DemoPlan) -> tuple[pd.DataFrame, pd.Series]:
     return reference, baseline
 
 
+def retrained_reference(plan: DemoPlan, baseline: pd.Series) -> pd.DataFrame:
+    """What the demo's stand-in job runner "retrains" on: recent (drifted) data and outcomes.
+
+    The SHAP values keep the deployed model's baseline, as the stream's
+    explanations do (the stream itself does not change: the demo simulates the
+    deployment, not a new model).
+    """
+    rng = np.random.default_rng(plan.seed + 200)
+    reference = model_rows(20_000, rng, drift=True)
+    reference["outcome"] = true_labels(reference, rng, flipped=True)
+    shap = shap_values(reference, baseline)
+    for name in FEATURES:
+        reference[f"shap_{name}"] = shap[name]
+    return reference
+
+
+@dataclass
+class Retrainer:
+    """The demo's job runner: on the first retraining request, deploys model version 2.
+
+    It stores the reference of version 2 (fitted on the recent data), which is
+    in force from the next window; the alerting layer then resolves version 1's
+    incidents with reason ``model_replaced``. ``effective_from`` is set once done.
+    """
+
+    config: ServiceConfig
+    plan: DemoPlan
+    baseline: pd.Series
+    receiver: DemoReceiver
+    console: Console
+    effective_from: float | None = None
+    done: bool = False
+
+    def run(self, stop: threading.Event) -> None:
+        """Poll the receiver until a retraining request arrives (or ``stop``), then deploy."""
+        while not stop.wait(0.3):
+            requests = self.receiver.snapshot().retrain
+            if requests:
+                self.deploy(str(requests[0].get("summary", "")))
+                return
+
+    def deploy(self, why: str) -> None:
+        """Store version 2's reference (in force from the next window) and say so."""
+        model = self.config.model(MODEL)
+        reference = build_reference(model, retrained_reference(self.plan, self.baseline))
+        store = Store.connect(self.config.database_url())
+        try:
+            stored = store_reference(store, self.config, model, reference, model_version="2")
+        finally:
+            store.close()
+        self.effective_from, self.done = stored.effective_from, True
+        start = stored.effective_from
+        window = "the start" if start is None else f"window #{int((start - T0) // WINDOW_S)}"
+        self.console.print(
+            f"[bold]Job runner[/]: {why}. It fitted model version 2 on recent data; "
+            f"version 2's reference is in force from {window}."
+        )
+
+
 @dataclass(frozen=True, slots=True)
 class DemoOutcome:
-    """What a demo run produced: the evaluated windows, the alert events, what was received."""
+    """What a demo run produced: the windows, the alert events, what was received, retraining.
+
+    ``retrained_from`` is where model version 2's reference took over (None: no
+    retraining was requested, or before any data).
+    """
 
     windows: list[WindowResult]
     events: list[EventRow]
     received: Received
+    retrained_from: float | None = None
 
 
 def run_demo(
@@ -488,11 +552,15 @@ def run_demo(
             reference, baseline = demo_reference(plan)
             # The profile leaves "score", "outcome" and the shap_* columns out; the CBPE is
             # fitted on the first two, the reference's SHAP summary built from the others.
-            store.save_profile(MODEL, build_reference(config.model(MODEL), reference).to_bytes())
+            store.save_profile(
+                MODEL, build_reference(config.model(MODEL), reference).to_bytes(), model_version="1"
+            )
             service = Service(config)
             producer = threading.Thread(
                 target=produce, args=(bootstrap, plan, baseline, stop, sent), daemon=True
             )
+            retrainer = Retrainer(config, plan, baseline, receiver, console)
+            runner = threading.Thread(target=retrainer.run, args=(stop,), daemon=True)
             service.start()
             api = service.http.url if service.http is not None else "-"
             console.print(
@@ -505,6 +573,7 @@ def run_demo(
                 "outcome flips."
             )
             producer.start()
+            runner.start()
             progress = Progress(
                 TextColumn("predictions sent"),
                 BarColumn(),
@@ -535,12 +604,14 @@ def run_demo(
             finally:
                 stop.set()
                 producer.join(10)
+                runner.join(30)
                 service.stop()
             summaries = list(reversed(store.window_results(MODEL, limit=plan.windows + 1)))
             outcome = DemoOutcome(
                 windows=summaries,
                 events=[d.event for d in AlertStore(store).events(model=MODEL, limit=1000)],
                 received=receiver.snapshot(),
+                retrained_from=retrainer.effective_from,
             )
             store.close()
             return outcome
@@ -577,6 +648,12 @@ def main_demo(batch: bool, rows: int, directory: Path) -> int:
         isinstance(s.attribution, AttributionDrift) and s.attribution.drift for s in summaries
     )
     counted = Counter(e.type for e in outcome.events)
+    start = outcome.retrained_from
+    retrained = (
+        ""
+        if start is None
+        else f"; model version 2 took over at window #{int((start - T0) // WINDOW_S)}"
+    )
     kinds = ", ".join(f"{kind} {n}" for kind, n in sorted(counted.items()))
     changes = [
         f"#{round((s.window_start - T0) / WINDOW_S)} at {clock(change.event_time)}"
@@ -592,7 +669,7 @@ def main_demo(batch: bool, rows: int, directory: Path) -> int:
         f"{len(outcome.events)} alert events ({kinds or 'none'}); the receiver verified "
         f"{outcome.received.verified} signatures, rejected {outcome.received.rejected}, got "
         f"{len(outcome.received.ids)} distinct events and {len(outcome.received.retrain)} "
-        "retraining request(s). Nothing left running."
+        f"retraining request(s){retrained}. Nothing left running."
     )
     return 0
 

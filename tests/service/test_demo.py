@@ -18,6 +18,7 @@ import pytest
 from rich import box
 from rich.console import Console
 
+from alerts.events import event_from_json
 from detectors.attribution import AttributionDriftReport, DriftImpact, FeatureAttributionDrift
 from detectors.decisions import Correction
 from detectors.multivariate.base import MultivariateResult
@@ -59,7 +60,9 @@ def listening(host: str, port: int) -> bool:
 @pytest.mark.integration
 def test_demo_detects_injected_drift_and_leaves_nothing_running():
     # 600 rows a window, as the demo: the error stream's change point needs its ~480 labels.
-    plan = DemoPlan(windows=6, per_window=600, drift_from=3)
+    # Nine windows: the retraining that the drift triggers deploys model version 2 a window
+    # or two later, and a window after that must still be evaluated.
+    plan = DemoPlan(windows=9, per_window=600, drift_from=3)
     output = io.StringIO()
     outcome = run_demo(plan, timeout_s=120, console=Console(file=output, width=120))
     summaries = outcome.windows
@@ -67,6 +70,16 @@ def test_demo_detects_injected_drift_and_leaves_nothing_running():
     # Every window but the last (which the watermark never passes) is evaluated.
     assert set(evaluated) >= set(range(plan.windows - 1))
     clean, drifted = range(plan.drift_from), range(plan.drift_from, plan.windows - 1)
+    # Windows on model version 1's reference drift; those on version 2's (fitted on the recent
+    # data by the demo's job runner after the retraining request) do not.
+    retrained = [i for i in drifted if evaluated[i].profile_version == 2]
+    assert retrained, {i: evaluated[i].profile_version for i in drifted}
+    assert outcome.retrained_from == evaluated[retrained[0]].window_start
+    assert retrained == list(range(retrained[0], plan.windows - 1))
+    for index in retrained:
+        assert not evaluated[index].dataset_drift, index
+    drifted = range(plan.drift_from, retrained[0])
+    assert len(drifted) >= 2, "the drift share fires after two drifted windows"
     for index in clean:
         details = window_details(evaluated[index])
         assert not evaluated[index].dataset_drift, index
@@ -113,6 +126,10 @@ def test_demo_detects_injected_drift_and_leaves_nothing_running():
     assert outcome.received.ids == {e.event_id for e in outcome.events}
     assert outcome.received.rejected == 0
     assert [r["type"] for r in outcome.received.retrain] == ["retrain.requested"]
+    # Version 2 took over: version 1's incidents ended with reason model_replaced.
+    resolved = [event_from_json(e.payload) for e in outcome.events if e.type == "alert.resolved"]
+    assert ("drift_share", "model_replaced") in {(e.rule, e.details["reason"]) for e in resolved}
+    assert "It fitted model version 2 on recent data" in output.getvalue()
 
     text = output.getvalue()
     assert "drift injected into income and utilization" in text
