@@ -12,7 +12,9 @@ Run from the repository root, in driftline's virtualenv::
 2. Delivery: ``--events`` events queued in the store's outbox (SQLite in a temporary
    directory, as ``make demo``; the service's real path: leases, attempt rows) and
    delivered by one :class:`alerts.delivery.Deliverer` with ``--concurrency`` requests in
-   flight to a local HTTP receiver in a child process. Prints events/s and peak RSS.
+   flight to a local HTTP receiver in a child process, ``--rounds`` times, with ``--dead``
+   dead events kept in the outbox all along. Prints events/s and the process's RSS after
+   each round: flat when nothing grows with the rounds or the dead events.
 """
 
 from __future__ import annotations
@@ -32,7 +34,7 @@ from alerts.backoff import DeliveryPolicy
 from alerts.delivery import Deliverer, Request, UrllibSender
 from alerts.engine import RuleEngine, RuleState
 from alerts.events import AlertEvent, EventType, event_id
-from alerts.outbox import OutboxEvent
+from alerts.outbox import AttemptResult, DeliveryAttempt, OutboxEvent
 from alerts.rules import DataQualityRule, FeatureDriftRule, default_rules
 from detectors.drift import DriftSettings, compare_frames
 from detectors.window_result import WindowResult
@@ -91,8 +93,38 @@ def _serve(port_queue: multiprocessing.Queue[int], stop: Event) -> None:
         stop.wait()
 
 
-def bench_delivery(events: int, concurrency: int) -> tuple[float, float]:
-    """Events per second from the SQLite outbox to a local receiver, and peak RSS in MiB."""
+def _rss_mb() -> float:
+    with open("/proc/self/status") as status:
+        for line in status:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def _queue(alerts: AlertStore, events: int, target: str, tag: str, now: float) -> None:
+    rows = []
+    for i in range(events):
+        event = AlertEvent(
+            id=event_id("bench", "rule", f"{tag}{i}", "i", EventType.DRIFT_DETECTED),
+            type=EventType.DRIFT_DETECTED,
+            model="bench",
+            window_start=now - 60,
+            window_end=now,
+            severity="warning",
+            rule="rule",
+            subject=f"{tag}{i}",
+            incident="i",
+            summary="bench",
+            created_at=now,
+        )
+        rows.append(event_row(event, [target]))
+    assert alerts.advance("bench", alerts.cursor("bench"), now + len(tag), {}, [], rows)
+
+
+def bench_delivery(
+    events: int, concurrency: int, *, rounds: int = 1, dead: int = 0
+) -> list[tuple[float, float]]:
+    """Per round: events per second from the SQLite outbox to a local receiver, RSS in MiB."""
     ports: multiprocessing.Queue[int] = multiprocessing.Queue()
     stop = multiprocessing.Event()
     child = multiprocessing.Process(target=_serve, args=(ports, stop), daemon=True)
@@ -103,25 +135,29 @@ def bench_delivery(events: int, concurrency: int) -> tuple[float, float]:
         store = Store.connect(f"sqlite:///{Path(directory) / 'bench.db'}")
         try:
             alerts = AlertStore(store)
-            now = time.time()
-            rows = []
-            for i in range(events):
-                event = AlertEvent(
-                    id=event_id("bench", "rule", f"s{i}", "i", EventType.DRIFT_DETECTED),
-                    type=EventType.DRIFT_DETECTED,
-                    model="bench",
-                    window_start=now - 60,
-                    window_end=now,
-                    severity="warning",
-                    rule="rule",
-                    subject=f"s{i}",
-                    incident="i",
-                    summary="bench",
-                    created_at=now,
-                )
-                rows.append(event_row(event, ["hook"]))
-            assert alerts.advance("bench", None, now, {}, [], rows)
             outbox = SqlOutbox(store)
+            now = time.time()
+            if dead:
+                _queue(alerts, dead, "gone", "dead", now)
+                for claimed in iter(lambda: outbox.claim("bench", time.time() + 1, 60, 500), []):
+                    outbox.record(
+                        "bench",
+                        [
+                            AttemptResult(
+                                attempt=DeliveryAttempt(
+                                    event_id=e.event_id,
+                                    target=e.target,
+                                    attempt=1,
+                                    started_at=now,
+                                    finished_at=now,
+                                    outcome="dead",
+                                ),
+                                state="dead",
+                            )
+                            for e in claimed
+                        ],
+                    )
+                assert outbox.counts()["dead"] == dead
 
             def render(queued: OutboxEvent, at: float) -> Request:
                 return Request(method="POST", url=url, headers=(), body=queued.payload)
@@ -129,19 +165,22 @@ def bench_delivery(events: int, concurrency: int) -> tuple[float, float]:
             policy = DeliveryPolicy(
                 concurrency=concurrency, batch_size=concurrency * 8, timeout_s=5, lease_s=120
             )
+            measured = []
             with Deliverer(
                 outbox=outbox, render=render, send=UrllibSender(), policy=policy, owner="bench"
             ) as deliverer:
-                started = time.perf_counter()
-                while outbox.counts().get("pending", 0):
-                    deliverer.run_once()
-                elapsed = time.perf_counter() - started
-            assert outbox.counts().get("delivered") == events
+                for round_ in range(rounds):
+                    _queue(alerts, events, "hook", f"r{round_}-", now)
+                    started = time.perf_counter()
+                    while outbox.counts().get("pending", 0):
+                        deliverer.run_once()
+                    measured.append((events / (time.perf_counter() - started), _rss_mb()))
+            assert outbox.counts() == {"pending": 0, "delivered": events * rounds, "dead": dead}
         finally:
             store.close()
     stop.set()
     child.join(10)
-    return events / elapsed, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    return measured
 
 
 def main() -> None:
@@ -150,13 +189,19 @@ def main() -> None:
     parser.add_argument("--windows", type=int, default=2000)
     parser.add_argument("--events", type=int, default=5000)
     parser.add_argument("--concurrency", type=int, default=8)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--dead", type=int, default=10_000)
     args = parser.parse_args()
     print(f"rules: {bench_rules(args.windows):.0f} us per window (7 rules, 25 features)")
-    rate, rss = bench_delivery(args.events, args.concurrency)
     print(
-        f"delivery: {rate:,.0f} events/s from the SQLite outbox, concurrency "
-        f"{args.concurrency} ({args.events:,} events); peak RSS {rss:.0f} MiB"
+        f"delivery from the SQLite outbox, concurrency {args.concurrency}, {args.events:,} "
+        f"events a round, {args.dead:,} dead events kept:"
     )
+    for k, (rate, rss) in enumerate(
+        bench_delivery(args.events, args.concurrency, rounds=args.rounds, dead=args.dead), 1
+    ):
+        print(f"  round {k}: {rate:,.0f} events/s, RSS {rss:.0f} MiB")
+    print(f"peak RSS {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MiB")
 
 
 if __name__ == "__main__":
