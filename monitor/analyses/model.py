@@ -312,6 +312,12 @@ class ModelRuntimes(Mapping[str, ModelRuntime]):
             for name, versions in self._versions.items()
         }
 
+    def seen(self, name: str) -> int:
+        """The newest reference version of ``name`` known: in force here, or left out."""
+        with self._lock:
+            known = max(r.profile_version for r in self._versions[name].runtimes)
+            return max(known, self._left_out.get(name, 0))
+
     def refresh(self, store: Store) -> list[ModelRuntime]:
         """Add the profile versions stored since the newest known one; return their runtimes.
 

@@ -9,7 +9,7 @@ the rest of the service reads and writes.
 from monitor.store.alerting import AlertStore, EventDelivery, SqlOutbox, event_row, incident_key
 from monitor.store.engine import configure_sqlite, create_engine
 from monitor.store.errors import StoreError, mask_url
-from monitor.store.repository import Clock, Store
+from monitor.store.repository import Clock, StaleReferenceError, Store
 from monitor.store.rows import (
     EventRow,
     FeatureResultRow,
@@ -38,6 +38,7 @@ __all__ = [
     "PredictionRow",
     "ProgressRow",
     "SqlOutbox",
+    "StaleReferenceError",
     "Store",
     "StoreError",
     "WindowSummaryRow",

@@ -8,6 +8,7 @@ COMMITTED and rely on unique keys and compare-and-set updates for races.
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, replace
@@ -76,6 +77,22 @@ class StaleCheckpointError(RuntimeError):
         super().__init__(
             "stale checkpoint refused: another consumer wrote "
             + ", ".join(f"{topic}/{partition}" for topic, partition in self.partitions)
+        )
+
+
+class StaleReferenceError(RuntimeError):
+    """A checkpoint was refused: a reference version its writer has not seen yet is in force.
+
+    ``windows`` are the ``(model, window_start)`` of the refused partials. The
+    writer learns the new versions, re-reads the windows they overtook, and
+    writes again.
+    """
+
+    def __init__(self, windows: Collection[tuple[str, float]]) -> None:
+        self.windows = sorted(windows)
+        super().__init__(
+            "checkpoint refused: a reference stored meanwhile is in force for "
+            + ", ".join(f"{model} window {start}" for model, start in self.windows[:5])
         )
 
 
@@ -288,6 +305,7 @@ class Store:
         progress: Sequence[ProgressRow],
         *,
         expected: Mapping[TopicPartitionKey, int | None] | None = None,
+        seen_versions: Mapping[str, int] | None = None,
     ) -> None:
         """Replace the given partial sketches and partition offsets in ONE transaction.
 
@@ -301,6 +319,14 @@ class Store:
         last loaded or wrote. If another consumer has written one since (the
         caller was evicted from the group and is a zombie), nothing is written
         and :class:`StaleCheckpointError` names those partitions.
+
+        References: with ``seen_versions`` (per model, the newest reference
+        version the writer knows), a partial of a window for which a newer
+        version is in force (``effective_from`` at or before the window's
+        start) is refused with :class:`StaleReferenceError`, nothing written.
+        The check runs after the fencing locks, which a reference being stored
+        also takes, so a reference stored between the writer's last look and
+        this transaction cannot slip through.
         """
         now = self.clock()
         progress_values = _sql.last_per_key(
@@ -313,10 +339,40 @@ class Store:
         with self._writer.begin() as connection:
             if expected:
                 self._fence(connection, group_id, expected)
+            if seen_versions and partials:
+                self._check_references(connection, partials, seen_versions)
             if progress_values:
                 connection.execute(_sql.upsert(self._dialect, PartitionProgress), progress_values)
             if partial_values:
                 connection.execute(_sql.upsert(self._dialect, Partial), partial_values)
+
+    def _check_references(
+        self,
+        connection: Connection,
+        partials: Sequence[PartialRow],
+        seen_versions: Mapping[str, int],
+    ) -> None:
+        """Raise :class:`StaleReferenceError` if an unseen reference is in force for a partial."""
+        models = {p.model for p in partials if p.model in seen_versions}
+        if not models:
+            return
+        rows = connection.execute(
+            select(
+                ReferenceProfile.model, ReferenceProfile.version, ReferenceProfile.effective_from
+            ).where(ReferenceProfile.model.in_(models))
+        )
+        unseen: dict[str, list[float]] = {}
+        for row in rows:
+            if row.version > seen_versions[row.model]:
+                start = -math.inf if row.effective_from is None else row.effective_from
+                unseen.setdefault(row.model, []).append(start)
+        overtaken = {
+            (p.model, p.window_start)
+            for p in partials
+            if any(start <= p.window_start for start in unseen.get(p.model, ()))
+        }
+        if overtaken:
+            raise StaleReferenceError(overtaken)
 
     def _fence(
         self,

@@ -74,7 +74,7 @@ from monitor.records import (
     route,
 )
 from monitor.store import Store
-from monitor.store.repository import StaleCheckpointError
+from monitor.store.repository import StaleCheckpointError, StaleReferenceError
 from monitor.store.rows import LabelRow, PredictionRow, ProgressRow
 from monitor.streaming.aggregate import PartitionState
 from monitor.streaming.dead_letter import DETAIL_HEADER as DETAIL_HEADER
@@ -450,7 +450,7 @@ class Ingestor:
 
     # --- checkpoints and rebalances --------------------------------------------------------
 
-    def checkpoint(self, *, heartbeat: bool = False) -> None:
+    def checkpoint(self, *, heartbeat: bool = False, _relearned: bool = False) -> None:
         """Write every dirty partial and every partition's offset in one transaction.
 
         Dead letters are flushed and the rows for label joins written first. With
@@ -484,8 +484,22 @@ class Ingestor:
                 (p.topic, p.partition): self._expected.get(TopicPartition(p.topic, p.partition))
                 for p in progress
             }
+            seen = {
+                p.model: self.runtimes.seen(p.model) for p in partials if p.model in self.runtimes
+            }
             try:
-                self.store.checkpoint(self.group_id, partials, progress, expected=expected)
+                self.store.checkpoint(
+                    self.group_id, partials, progress, expected=expected, seen_versions=seen
+                )
+            except StaleReferenceError as stale:
+                if _relearned:  # not learnt by a refresh: let the next checkpoint try again
+                    raise
+                # A reference was stored since the refresh above: learn it, re-read what it
+                # overtook, and write again.
+                log.info("%s; learning it and re-reading those windows", stale)
+                self._refresh_references()
+                self.checkpoint(heartbeat=heartbeat, _relearned=True)
+                return
             except StaleCheckpointError as stale:
                 log.warning("%s; dropping their state and reloading them if still assigned", stale)
                 for topic, partition in stale.partitions:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from sqlalchemy.exc import IntegrityError
 
-from monitor.store import PartialRow, ProgressRow, Store, WindowSummaryRow
+from monitor.store import PartialRow, ProgressRow, StaleReferenceError, Store, WindowSummaryRow
 from tests.store._clock import FakeClock
 
 
@@ -158,3 +158,30 @@ def test_open_windows_are_due_and_not_done(store: Store, clock: FakeClock) -> No
     assert store.open_windows("credit-risk", up_to_end=150.0) == [(60.0, 120.0)]
     assert store.open_windows("credit-risk", up_to_end=180.0) == [(60.0, 120.0), (120.0, 180.0)]
     assert store.open_windows("other-model", up_to_end=180.0) == []
+
+
+def test_a_checkpoint_refuses_partials_a_reference_stored_meanwhile_overtook(store: Store) -> None:
+    """A reference its writer has not seen, in force for a partial's window: nothing written."""
+    assert store.save_profile("credit-risk", b"v1") == 1
+    store.checkpoint("g", [partial(window_start=0.0)], [], seen_versions={"credit-risk": 1})
+    # Version 2 stored by someone else, in force from window 120 on.
+    assert store.save_profile("credit-risk", b"v2", effective_from=120.0) == 2
+    store.checkpoint("g", [partial(window_start=60.0)], [], seen_versions={"credit-risk": 1})
+    with pytest.raises(StaleReferenceError) as refused:
+        store.checkpoint(
+            "g",
+            [partial(window_start=60.0, sketch=b"new"), partial(window_start=120.0)],
+            [ProgressRow(topic="predictions", partition=0, next_offset=9)],
+            seen_versions={"credit-risk": 1},
+        )
+    assert refused.value.windows == [("credit-risk", 120.0)]
+    # Nothing of the refused checkpoint was written.
+    assert [p.window_start for p in store.partials_for_window("credit-risk", 120.0)] == []
+    assert [p.sketch for p in store.partials_for_window("credit-risk", 60.0)] == [b"s"]
+    assert store.progress("g", "predictions") == {}
+    # Once the writer knows version 2, the same partials are accepted.
+    store.checkpoint("g", [partial(window_start=120.0)], [], seen_versions={"credit-risk": 2})
+    assert len(store.partials_for_window("credit-risk", 120.0)) == 1
+    # Without seen_versions (callers that do not track references) nothing is checked.
+    assert store.save_profile("credit-risk", b"v3") == 3  # in force from the start
+    store.checkpoint("g", [partial(window_start=180.0)], [])
