@@ -166,48 +166,13 @@ class Service:
         self.http: ApiServer | None = None
         self.scheduler = BackgroundScheduler(timezone="UTC")
         scheduler = config.scheduler
-        self.scheduler.add_job(
-            self._evaluate,
-            "interval",
-            seconds=scheduler.evaluate_interval_s,
-            id="evaluate",
-            max_instances=1,
-            coalesce=True,
-        )
-        self.scheduler.add_job(
-            self.reload_references,
-            "interval",
-            seconds=scheduler.evaluate_interval_s,
-            id="reload-references",
-            max_instances=1,
-            coalesce=True,
-        )
-        self.scheduler.add_job(
-            self._retention,
-            "interval",
-            seconds=scheduler.retention_interval_s,
-            id="retention",
-            max_instances=1,
-            coalesce=True,
-        )
-        self.scheduler.add_job(
-            self._alert,
-            "interval",
-            seconds=config.alerts.interval_s,
-            id="alerts",
-            max_instances=1,
-            coalesce=True,
-        )
+        self._every(scheduler.evaluate_interval_s, self._evaluate, "evaluate")
+        self._every(scheduler.evaluate_interval_s, self.reload_references, "reload-references")
+        self._every(scheduler.retention_interval_s, self._retention, "retention")
+        self._every(config.alerts.interval_s, self._alert, "alerts")
         refresh = self.alertmanager.interval_s
         if config.alerts.enabled and refresh is not None:
-            self.scheduler.add_job(
-                self._refresh_alertmanager,
-                "interval",
-                seconds=refresh,
-                id="alertmanager-refresh",
-                max_instances=1,
-                coalesce=True,
-            )
+            self._every(refresh, self._refresh_alertmanager, "alertmanager-refresh")
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._consume, name="driftline-ingest", daemon=True)
         self._delivery = threading.Thread(
@@ -218,6 +183,12 @@ class Service:
         )
         #: Why the ingestion thread stopped by itself (None while it runs, or after a clean stop).
         self.failure: BaseException | None = None
+
+    def _every(self, seconds: float, job: Callable[[], object], name: str) -> None:
+        """Run ``job`` every ``seconds``; a run still going when the next is due skips it."""
+        self.scheduler.add_job(
+            job, "interval", seconds=seconds, id=name, max_instances=1, coalesce=True
+        )
 
     def start(self, *, http: bool = True) -> None:
         """Start the HTTP API (unless ``http`` is false), consuming and the periodic jobs."""

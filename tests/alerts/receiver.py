@@ -21,10 +21,14 @@ from __future__ import annotations
 
 import http.server
 import threading
+import time
 from collections import Counter
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from types import TracebackType
+
+from alerts.delivery import Deliverer
+from alerts.outbox import Outbox
 
 EVENT_ID_HEADERS = ("x-driftline-event-id", "webhook-id", "ce-id")
 
@@ -206,3 +210,24 @@ class Receiver:
             if not answered:
                 with self._lock:
                     self.in_flight -= 1
+
+
+def run_deliverers(deliverers: Sequence[Deliverer], outbox: Outbox, delivered: int) -> None:
+    """Run ``deliverers`` in threads until ``outbox`` counts ``delivered`` events, then close them.
+
+    30 s bound a hang; they are not a speed requirement.
+    """
+    stop = threading.Event()
+    threads = [threading.Thread(target=d.run_forever, args=(stop,)) for d in deliverers]
+    for thread in threads:
+        thread.start()
+    try:
+        deadline = time.monotonic() + 30
+        while outbox.counts()["delivered"] < delivered and time.monotonic() < deadline:
+            time.sleep(0.02)
+    finally:
+        stop.set()
+        for thread in threads:
+            thread.join()
+        for deliverer in deliverers:
+            deliverer.close()

@@ -20,7 +20,7 @@ import pytest
 from alerts.backoff import DeliveryPolicy
 from alerts.delivery import Deliverer, DeliveryError, Request, UrllibSender
 from alerts.outbox import DeliveryAttempt, MemoryOutbox, Outbox, OutboxError, OutboxEvent, Outcome
-from tests.alerts.receiver import Receiver
+from tests.alerts.receiver import Receiver, run_deliverers
 
 SECRET = b"s3cret-signing-key"
 T0 = 1_700_000_000.0
@@ -364,7 +364,6 @@ def test_events_past_max_age_die_and_redeliver_brings_them_back(receiver: Receiv
 def test_two_deliverers_on_one_outbox_deliver_each_event_exactly_once(receiver: Receiver) -> None:
     outbox, metrics = MemoryOutbox(), Metrics()
     ids = fill(outbox, 300, at=time.time())
-    stop = threading.Event()
     policy = DeliveryPolicy(timeout_s=2, lease_s=60, batch_size=8, concurrency=4, idle_sleep_s=0.02)
     deliverers = [
         Deliverer(
@@ -377,19 +376,7 @@ def test_two_deliverers_on_one_outbox_deliver_each_event_exactly_once(receiver: 
         )
         for owner in ("one", "two")
     ]
-    threads = [threading.Thread(target=d.run_forever, args=(stop,)) for d in deliverers]
-    for thread in threads:
-        thread.start()
-    try:
-        deadline = time.monotonic() + 30  # a bound on a hang, not a speed requirement
-        while outbox.counts()["delivered"] < len(ids) and time.monotonic() < deadline:
-            time.sleep(0.02)
-    finally:
-        stop.set()
-        for thread in threads:
-            thread.join()
-        for deliverer in deliverers:
-            deliverer.close()
+    run_deliverers(deliverers, outbox, len(ids))
     assert receiver.accepted == Counter(dict.fromkeys(ids, 1))
     assert len(receiver.requests) == len(ids)
     assert metrics.outcomes == {("hook", "delivered"): len(ids)}

@@ -63,23 +63,13 @@ def stream_log(path: Path) -> None:
     path.write_bytes(b"\n".join(lines) + b"\n")
 
 
-def configured(
-    tmp_path: Path, url: str, rules: list[dict[str, Any]], trainer_url: str | None = None
+def stream_config(
+    tmp_path: Path, alerts: dict[str, Any], rules: list[dict[str, Any]]
 ) -> ServiceConfig:
+    """The stream's model with ``rules`` and the ``alerts`` section; its reference is stored."""
     body = {
         "database": {"url": f"sqlite:///{tmp_path / 'driftline.db'}"},
-        "alerts": {
-            "targets": [
-                {"type": "webhook", "name": "ops", "url": f"{url}/ops", "secret_env": SECRET_ENV},
-                {
-                    "type": "retrain",
-                    "name": "trainer",
-                    "kind": "generic",
-                    "url": f"{trainer_url or url}/retrain",
-                },
-            ],
-            "delivery": {"timeout_s": 2, "backoff_base_s": 0.05, "backoff_max_s": 0.2},
-        },
+        "alerts": alerts,
         "models": [
             {
                 "name": "credit",
@@ -101,6 +91,25 @@ def configured(
     finally:
         store.close()
     return config
+
+
+def configured(
+    tmp_path: Path, url: str, rules: list[dict[str, Any]], trainer_url: str | None = None
+) -> ServiceConfig:
+    """A signed webhook target at ``url`` and a generic retrain target (``trainer_url``)."""
+    alerts = {
+        "targets": [
+            {"type": "webhook", "name": "ops", "url": f"{url}/ops", "secret_env": SECRET_ENV},
+            {
+                "type": "retrain",
+                "name": "trainer",
+                "kind": "generic",
+                "url": f"{trainer_url or url}/retrain",
+            },
+        ],
+        "delivery": {"timeout_s": 2, "backoff_base_s": 0.05, "backoff_max_s": 0.2},
+    }
+    return stream_config(tmp_path, alerts, rules)
 
 
 RULES = [

@@ -29,7 +29,6 @@ from alerts.delivery import UrllibSender
 from monitor.alerting.alertmanager import AlertmanagerRefresher
 from monitor.alerting.delivery import StatusSender, deliverer
 from monitor.alerting.rules import AlertRules
-from monitor.analyses.reference import build_profile
 from monitor.config.service import ServiceConfig
 from monitor.metrics import Metrics
 from monitor.service.replay import replay
@@ -44,8 +43,8 @@ from tests.servers import (
     start_alertmanager,
 )
 from tests.service.harness import wait_until
-from tests.service.streams import DRIFTED, Stream
-from tests.service.test_alerting import RULES, WINDOWS, stream_log
+from tests.service.streams import DRIFTED
+from tests.service.test_alerting import RULES, stream_config, stream_log
 
 pytestmark = pytest.mark.integration
 
@@ -102,41 +101,19 @@ def alertmanager(tmp_path: Path, hook: Receiver) -> Iterator[Alertmanager]:
 
 def configured(tmp_path: Path, alertmanager_url: str, resend_interval_s: float) -> ServiceConfig:
     """The stream's model with RULES and one ``alertmanager`` target (its reference saved)."""
-    body = {
-        "database": {"url": f"sqlite:///{tmp_path / 'driftline.db'}"},
-        "alerts": {
-            "targets": [
-                {
-                    "type": "alertmanager",
-                    "name": "am",
-                    "url": alertmanager_url,
-                    "timeout_s": 5,
-                    "resend_interval_s": resend_interval_s,
-                }
-            ],
-            "delivery": {"timeout_s": 5, "backoff_base_s": 0.05, "backoff_max_s": 0.2},
-        },
-        "models": [
+    alerts = {
+        "targets": [
             {
-                "name": "credit",
-                "window": {"size": "1m", "allowed_lateness": "0s", "min_records": 50},
-                "drift": {"correction": "bh"},
-                "alerts": {"rules": RULES},
+                "type": "alertmanager",
+                "name": "am",
+                "url": alertmanager_url,
+                "timeout_s": 5,
+                "resend_interval_s": resend_interval_s,
             }
         ],
+        "delivery": {"timeout_s": 5, "backoff_base_s": 0.05, "backoff_max_s": 0.2},
     }
-    path = tmp_path / "service.yaml"
-    path.write_text(yaml.safe_dump(body))
-    config = ServiceConfig.load(path)
-    store = Store.connect(config.database_url())
-    try:
-        reference = Stream(model="credit", windows=WINDOWS, per_window=400, drift_from=3)
-        store.save_profile(
-            "credit", build_profile(config.models[0], reference.reference()).to_bytes()
-        )
-    finally:
-        store.close()
-    return config
+    return stream_config(tmp_path, alerts, RULES)
 
 
 class World:

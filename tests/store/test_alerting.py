@@ -7,7 +7,6 @@ scenarios are those ``tests/alerts/test_delivery.py`` checks of ``MemoryOutbox``
 from __future__ import annotations
 
 import threading
-import time
 from collections import Counter
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
@@ -37,7 +36,7 @@ from monitor.store import (
     migrate,
 )
 from monitor.store.models import AlertEventRecord, AlertOutbox, Base
-from tests.alerts.receiver import Receiver
+from tests.alerts.receiver import Receiver, run_deliverers
 from tests.store._clock import FakeClock
 
 THREADS = 8
@@ -596,7 +595,6 @@ def test_two_deliverers_over_the_sql_outbox_deliver_every_event_once(
     events = [event_row(alert(i, at=clock()), ("hook",)) for i in range(120)]
     assert alerts.advance("credit-risk", None, 0.0, {}, [], events)
     outbox = SqlOutbox(store)
-    stop = threading.Event()
     policy = DeliveryPolicy(timeout_s=2, lease_s=60, batch_size=8, concurrency=4, idle_sleep_s=0.02)
     with Receiver(verify=verifier(clock)) as receiver:
         deliverers = [
@@ -610,19 +608,7 @@ def test_two_deliverers_over_the_sql_outbox_deliver_every_event_once(
             )
             for owner in ("one", "two")
         ]
-        threads = [threading.Thread(target=d.run_forever, args=(stop,)) for d in deliverers]
-        for thread in threads:
-            thread.start()
-        try:
-            deadline = time.monotonic() + 30  # a bound on a hang, not a speed requirement
-            while outbox.counts()["delivered"] < len(events) and time.monotonic() < deadline:
-                time.sleep(0.02)
-        finally:
-            stop.set()
-            for thread in threads:
-                thread.join()
-            for deliverer in deliverers:
-                deliverer.close()
+        run_deliverers(deliverers, outbox, len(events))
     ids = [e.event_id for e in events]
     assert receiver.accepted == Counter(dict.fromkeys(ids, 1))
     assert len(receiver.requests) == len(ids)
