@@ -64,7 +64,7 @@ def redeliver(
     Raises :class:`UnknownEventError` for an unknown id, ``ValueError`` for a
     target the event was not queued for.
     """
-    found = [d for d in AlertStore(store).events(limit=100_000) if d.event.event_id == event_id]
+    found = AlertStore(store).events(event_id=event_id, limit=1)
     if not found:
         raise UnknownEventError(event_id)
     rows = {row.target: row for row in found[0].outbox}

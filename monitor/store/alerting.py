@@ -241,14 +241,19 @@ class AlertStore:
         with self.store.engine.connect() as connection:
             return _sql.build(IncidentRow, connection.execute(statement))
 
-    def events(self, model: str | None = None, limit: int = 100) -> list[EventDelivery]:
+    def events(
+        self, model: str | None = None, limit: int = 100, *, event_id: str | None = None
+    ) -> list[EventDelivery]:
         """Return up to ``limit`` events, newest first, each with its outbox rows and attempts.
 
-        Optionally only those of ``model``. Three queries, however many events.
+        Optionally only those of ``model``, or the one event ``event_id``. Three
+        queries, however many events.
         """
         statement = select(*_event_columns())
         if model is not None:
             statement = statement.where(AlertEventRecord.model == model)
+        if event_id is not None:
+            statement = statement.where(AlertEventRecord.event_id == event_id)
         statement = statement.order_by(
             AlertEventRecord.created_at.desc(), AlertEventRecord.event_id
         ).limit(limit)
