@@ -148,8 +148,14 @@ def joint_drift(*methods: tuple[str, float, bool]) -> JointDrift:
     )
 
 
-def attribution_drift(*features: tuple[str, float, bool]) -> AttributionDrift:
-    """Attribution drift with ``(feature, current mean |SHAP|, drift)`` per feature."""
+def attribution_drift(
+    *features: tuple[str, float, bool], share_drift: bool = False
+) -> AttributionDrift:
+    """Attribution drift with ``(feature, current mean |SHAP|, drift)`` per feature.
+
+    ``share_drift``: the shares of importance moved too (the report drifts whatever
+    the features do).
+    """
     listed = tuple(
         FeatureAttributionDrift(
             name=name,
@@ -172,10 +178,10 @@ def attribution_drift(*features: tuple[str, float, bool]) -> AttributionDrift:
     )
     report = AttributionDriftReport(
         features=listed,
-        share_distance=0.0,
+        share_distance=0.3 if share_drift else 0.0,
         share_threshold=0.2,
-        share_drift=False,
-        drift=any(f.drift for f in listed),
+        share_drift=share_drift,
+        drift=share_drift or any(f.drift for f in listed),
         threshold=0.5,
         alpha=None,
         correction=Correction.NONE,

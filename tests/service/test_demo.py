@@ -19,9 +19,7 @@ from rich import box
 from rich.console import Console
 
 from alerts.events import event_from_json
-from detectors.attribution import AttributionDriftReport, DriftImpact, FeatureAttributionDrift
-from detectors.decisions import Correction
-from detectors.multivariate.base import MultivariateResult
+from detectors.attribution import DriftImpact
 from detectors.window_result import (
     AnalysisError,
     AttributionDrift,
@@ -29,7 +27,6 @@ from detectors.window_result import (
     ChangePoint,
     DetectorChanges,
     JointDrift,
-    JointMethodResult,
     StreamChanges,
     WindowResult,
 )
@@ -48,6 +45,7 @@ from monitor.presentation.windows import (
 )
 from monitor.service.replay import ReplayResult
 from monitor.store.result_json import window_details
+from tests.test_metrics import attribution_drift, joint_drift
 
 
 def listening(host: str, port: int) -> bool:
@@ -167,65 +165,17 @@ def result(**fields: Any) -> WindowResult:
 
 
 def joint(*flags: tuple[str, bool]) -> JointDrift:
-    return JointDrift(
-        rows_reference=500,
-        rows_current=300,
-        methods=tuple(
-            JointMethodResult(
-                result=MultivariateResult(
-                    method=m,
-                    statistic=1.0,
-                    threshold=0.5,
-                    p_value=None,
-                    drift=f,
-                    n_reference=500,
-                    n_current=300,
-                    n_features=3,
-                    alpha=0.01,
-                    seed=0,
-                )
-            )
-            for m, f in flags
-        ),
-    )
+    """Joint drift of each ``(method, drift)`` (statistic 1.0)."""
+    return joint_drift(*((m, 1.0, f) for m, f in flags))
 
 
 def attribution(*features: tuple[str, bool], share_drift: bool = False) -> AttributionDrift:
     """Attribution drift of ``features``, listed by decreasing relative change."""
-    drift = share_drift or any(f for _, f in features)
-    listed = tuple(
-        FeatureAttributionDrift(
-            name=n,
-            reference_mean_abs=0.1,
-            current_mean_abs=0.1 * (2 + len(features) - k),
-            relative_change=float(1 + len(features) - k),
-            reference_share=0.3,
-            current_share=0.3,
-            reference_mean=0.0,
-            current_mean=0.0,
-            z=None,
-            p_value=None,
-            p_threshold=None,
-            threshold=0.5,
-            drift=f,
-            n_reference=500,
-            n_current=300,
-        )
-        for k, (n, f) in enumerate(features)
-    )
-    report = AttributionDriftReport(
-        features=listed,
-        share_distance=0.3 if share_drift else 0.0,
-        share_threshold=0.2,
+    count = len(features)
+    return attribution_drift(
+        *((n, 0.1 * (2 + count - k), f) for k, (n, f) in enumerate(features)),
         share_drift=share_drift,
-        drift=drift,
-        threshold=0.5,
-        alpha=None,
-        correction=Correction.NONE,
-        rows_reference=500,
-        rows_current=300,
     )
-    return AttributionDrift(source="explanations", report=report)
 
 
 def ranked(*rows: tuple[str, float, float, float]) -> tuple[DriftImpact, ...]:
