@@ -20,11 +20,9 @@ Run from the repository root, in driftline's virtualenv::
 from __future__ import annotations
 
 import argparse
-import multiprocessing
 import resource
 import tempfile
 import time
-from multiprocessing.synchronize import Event
 from pathlib import Path
 
 import numpy as np
@@ -36,11 +34,11 @@ from alerts.engine import RuleEngine, RuleState
 from alerts.events import AlertEvent, EventType, event_id
 from alerts.outbox import AttemptResult, DeliveryAttempt, OutboxEvent
 from alerts.rules import DataQualityRule, FeatureDriftRule, default_rules
+from benchmarks.delivery import receiver_process, rss_mb
 from detectors.drift import DriftSettings, compare_frames
 from detectors.window_result import WindowResult
 from monitor.store import Store
 from monitor.store.alerting import AlertStore, SqlOutbox, event_row
-from tests.alerts.receiver import Receiver
 
 
 def windows(count: int, features: int = 25, rows: int = 500) -> list[WindowResult]:
@@ -87,20 +85,6 @@ def bench_rules(count: int) -> float:
     return (time.perf_counter() - started) / count * 1e6
 
 
-def _serve(port_queue: multiprocessing.Queue[int], stop: Event) -> None:
-    with Receiver(record_bodies=False) as receiver:
-        port_queue.put(receiver.port)
-        stop.wait()
-
-
-def _rss_mb() -> float:
-    with open("/proc/self/status") as status:
-        for line in status:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-    return float("nan")
-
-
 def _queue(alerts: AlertStore, events: int, target: str, tag: str, now: float) -> None:
     rows = []
     for i in range(events):
@@ -125,13 +109,7 @@ def bench_delivery(
     events: int, concurrency: int, *, rounds: int = 1, dead: int = 0
 ) -> list[tuple[float, float]]:
     """Per round: events per second from the SQLite outbox to a local receiver, RSS in MiB."""
-    ports: multiprocessing.Queue[int] = multiprocessing.Queue()
-    stop = multiprocessing.Event()
-    child = multiprocessing.Process(target=_serve, args=(ports, stop), daemon=True)
-    child.start()
-    port = ports.get(timeout=30)
-    url = f"http://127.0.0.1:{port}/hook"
-    with tempfile.TemporaryDirectory() as directory:
+    with receiver_process(200) as url, tempfile.TemporaryDirectory() as directory:
         store = Store.connect(f"sqlite:///{Path(directory) / 'bench.db'}")
         try:
             alerts = AlertStore(store)
@@ -174,12 +152,10 @@ def bench_delivery(
                     started = time.perf_counter()
                     while outbox.counts().get("pending", 0):
                         deliverer.run_once()
-                    measured.append((events / (time.perf_counter() - started), _rss_mb()))
+                    measured.append((events / (time.perf_counter() - started), rss_mb()))
             assert outbox.counts() == {"pending": 0, "delivered": events * rounds, "dead": dead}
         finally:
             store.close()
-    stop.set()
-    child.join(10)
     return measured
 
 
