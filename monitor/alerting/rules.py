@@ -246,10 +246,11 @@ class AlertRules:
                 row = _incident_row(emission, before.get(key), states[key], engine)
                 events.append(self._event(emission, now, row.started_window_start))
                 incidents[row.id] = _merged(incidents.get(row.id), row)
-            for state in states.values():
-                if state.status == "firing" and state.incident is not None:
-                    row = _firing_row(state, engine)
-                    incidents[row.id] = _merged(incidents.get(row.id), row)
+        # Incidents still firing after the batch, as of the last window (once, not per window).
+        for state in states.values():
+            if state.status == "firing" and state.incident is not None:
+                row = _firing_row(state, engine)
+                incidents[row.id] = _merged(incidents.get(row.id), row)
         rows = [event_row(e, targets_for(e.type, self.config.alerts.targets)) for e in events]
         committed = self.alert_store.advance(
             name,
@@ -410,8 +411,8 @@ def _incident_row(
 
 def _merged(old: IncidentRow | None, new: IncidentRow) -> IncidentRow:
     """The later of two rows of one incident (a resolution wins over a firing row)."""
-    if old is None or old.status == "resolved":
-        return old if old is not None and new.status == "firing" else new
+    if old is not None and old.status == "resolved" and new.status == "firing":
+        return old
     return new
 
 

@@ -383,9 +383,9 @@ def produce(
         producer.close()
 
 
-def index(result: WindowResult) -> int:
-    """The demo window number of ``result``."""
-    return int((result.window_start - T0) // WINDOW_S)
+def window_number(start: float) -> int:
+    """The demo's number of the window starting at ``start`` (0 for the first)."""
+    return round((start - T0) / WINDOW_S)
 
 
 def alerts_line(store: Store, receiver: DemoReceiver | None) -> str:
@@ -412,10 +412,10 @@ def windows_view(
     receiver: DemoReceiver | None = None,
 ) -> Group:
     """The live display: progress, one row per evaluated window (fitted to ``console``), alerts."""
-    rows = [
-        window_cells(result, index(result), index(result) >= plan.drift_from)
-        for result in reversed(store.window_results(MODEL, limit=plan.windows + 1))
-    ]
+    rows = []
+    for result in reversed(store.window_results(MODEL, limit=plan.windows + 1)):
+        number = window_number(result.window_start)
+        rows.append(window_cells(result, number, number >= plan.drift_from))
     table = fitted_table(
         COLUMNS,
         rows,
@@ -433,7 +433,7 @@ def windows_view(
 def labels_counted(store: Store, sent: Sent) -> bool:
     """Whether every evaluated window counts all the labels sent for it."""
     for result in store.window_results(MODEL, limit=len(sent.labels) + 2):
-        index = round((result.window_start - T0) / WINDOW_S)
+        index = window_number(result.window_start)
         if result.labelled != sent.labels.get(index, 0):
             return False
     return True
@@ -507,7 +507,7 @@ class Retrainer:
             store.close()
         self.effective_from, self.done = stored.effective_from, True
         start = stored.effective_from
-        window = "the start" if start is None else f"window #{int((start - T0) // WINDOW_S)}"
+        window = "the start" if start is None else f"window #{window_number(start)}"
         self.console.print(
             f"[bold]Job runner[/]: {why}. It fitted model version 2 on recent data; "
             f"version 2's reference is in force from {window}."
@@ -650,13 +650,11 @@ def main_demo(batch: bool, rows: int, directory: Path) -> int:
     counted = Counter(e.type for e in outcome.events)
     start = outcome.retrained_from
     retrained = (
-        ""
-        if start is None
-        else f"; model version 2 took over at window #{int((start - T0) // WINDOW_S)}"
+        "" if start is None else f"; model version 2 took over at window #{window_number(start)}"
     )
     kinds = ", ".join(f"{kind} {n}" for kind, n in sorted(counted.items()))
     changes = [
-        f"#{round((s.window_start - T0) / WINDOW_S)} at {clock(change.event_time)}"
+        f"#{window_number(s.window_start)} at {clock(change.event_time)}"
         for s in summaries
         for change, _ in first_changes(s).values()
         if change.event_time is not None

@@ -484,9 +484,8 @@ class Ingestor:
                 (p.topic, p.partition): self._expected.get(TopicPartition(p.topic, p.partition))
                 for p in progress
             }
-            seen = {
-                p.model: self.runtimes.seen(p.model) for p in partials if p.model in self.runtimes
-            }
+            models = {p.model for p in partials if p.model in self.runtimes}
+            seen = {model: self.runtimes.seen(model) for model in models}
             try:
                 self.store.checkpoint(
                     self.group_id, partials, progress, expected=expected, seen_versions=seen
