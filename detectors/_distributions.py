@@ -1,4 +1,4 @@
-"""Survival functions of the two null distributions behind the default tests, in pure Python.
+"""Survival functions (and their inverses) of the default tests' null distributions, in pure Python.
 
 ``kolmogorov_sf`` is ``scipy.special.kolmogorov`` (``scipy.stats.kstwobign.sf``)
 and ``chi2_sf(x, dof)`` is ``scipy.special.chdtrc(dof, x)``
@@ -13,6 +13,8 @@ checks the tests' p-values against ``scipy.stats``.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
+from functools import lru_cache
 
 #: Below this ``x`` the Kolmogorov CDF is summed (Jacobi's theta form), above it the
 #: survival function (the alternating series): both need few terms there (scipy's cut-over).
@@ -86,3 +88,41 @@ def chi2_sf(x: float, dof: int) -> float:
         for k in range(half):
             total += math.exp((k + 0.5) * log_y - y - math.lgamma(k + 1.5))
     return min(total, 1.0)
+
+
+def _inverse(sf: Callable[[float], float], p: float, high: float) -> float:
+    """Return ``x`` with ``sf(x) = p`` for a decreasing ``sf`` on ``[0, high]`` (bisection)."""
+    if not 0.0 < p < 1.0:
+        raise ValueError(f"p must be in (0, 1), got {p!r}")
+    low = 0.0
+    while sf(high) > p:
+        high *= 2.0
+    for _ in range(200):
+        middle = 0.5 * (low + high)
+        if sf(middle) > p:
+            low = middle
+        else:
+            high = middle
+        if high - low <= 1e-12 * high:
+            break
+    return 0.5 * (low + high)
+
+
+@lru_cache(maxsize=64)
+def kolmogorov_isf(p: float) -> float:
+    """Return ``x`` with ``P(K > x) = p`` (``scipy.stats.kstwobign.isf``).
+
+    >>> round(kolmogorov_isf(0.05), 4)
+    1.3581
+    """
+    return _inverse(kolmogorov_sf, p, 4.0)
+
+
+@lru_cache(maxsize=256)
+def chi2_isf(p: float, dof: int) -> float:
+    """Return ``x`` with ``P(X > x) = p`` for chi-square with ``dof`` degrees (``chi2.isf``).
+
+    >>> round(chi2_isf(0.05, 5), 4)
+    11.0705
+    """
+    return _inverse(lambda x: chi2_sf(x, dof), p, 2.0 * dof + 20.0)

@@ -7,10 +7,12 @@
   is, the smallest cut-off ``alpha / m`` is reported). So a report always shows
   the threshold its p-value was compared with.
 * Distances: a feature drifts when ``statistic >= threshold``.
-* Optional minimum effect size: a feature drifts only if, in addition, its
-  effect size (KS distance or total variation distance) is at least
-  ``min_effect_size``. With a million rows a test finds "significant" shifts of
-  no practical size; this rule keeps those out.
+* Materiality: a feature drifts only if, in addition, its effect size (see
+  :mod:`detectors.effect`) is at least ``min_effect_size`` with confidence: its
+  one-sided lower confidence bound (:func:`detectors.effect.effect_lower_bound`)
+  reaches the threshold. With a million rows a test finds "significant" shifts
+  of no practical size; with a few hundred, chance alone produces sizeable
+  estimates. The bound keeps both out (see :mod:`detectors.drift`).
 """
 
 from __future__ import annotations

@@ -20,7 +20,8 @@ outbox's sizes from callables at scrape time (:meth:`Metrics.watch_alerts`).
 >>> def feature(name, method, statistic, p_value, drift):
 ...     return FeatureDrift(
 ...         name=name, kind=ColumnKind.NUMERIC, method=method, statistic=statistic,
-...         p_value=p_value, threshold=0.05, drift=drift, effect_size=statistic, bound=0.0,
+...         p_value=p_value, threshold=0.05, drift=drift, detectable=drift, material=drift,
+...         effect_size=statistic, bound=0.0,
 ...         n_reference=5000, n_current=1200, missing_share=0.0,
 ...     )
 >>> report = DriftReport(

@@ -94,6 +94,8 @@ def feature_drift(
         p_value=p_value,
         threshold=0.05 if p_value is not None else 0.1,
         drift=drift,
+        detectable=drift,
+        material=drift,
         effect_size=0.0,
         bound=0.0,
         n_reference=5000,

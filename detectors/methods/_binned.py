@@ -3,8 +3,7 @@
 Numeric features use the ten reference-decile bins (``coarse_*`` of the pair,
 identical from sketches and raw rows, so these distances are exact from a
 sketch); categorical features use the reference categories plus one cell for
-every unseen value. The effect size is the KS distance (numeric) or the total
-variation distance (categorical).
+every unseen value. The effect size is that of :func:`detectors.effect.effect_size`.
 """
 
 from __future__ import annotations
@@ -19,10 +18,10 @@ from detectors.methods.base import (
     CategoricalMethod,
     MethodResult,
     NumericMethod,
+    effect_size,
     ks_distance,
     proportions,
     result,
-    total_variation,
 )
 from detectors.pairs import CategoricalPair, NumericPair
 
@@ -45,7 +44,7 @@ class HistogramDistance(NumericMethod, CategoricalMethod):
     def categorical(self, pair: CategoricalPair) -> MethodResult:
         """Distance on the categories (unseen ones pooled)."""
         value = self.distance(pair.reference, pair.current)
-        return result(pair, value, None, total_variation(pair))
+        return result(pair, value, None, effect_size(pair))
 
 
 def both_proportions(reference: IntArray, current: IntArray) -> tuple[FloatArray, FloatArray]:

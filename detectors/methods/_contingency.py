@@ -2,7 +2,7 @@
 
 Categories empty on both sides are dropped; unseen categories form one cell.
 The statistic is chi-square distributed with ``k - 1`` degrees of freedom;
-the effect size is the total variation distance.
+the effect size is that of :func:`detectors.effect.effect_size`.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import numpy as np
 from detectors._arrays import FloatArray, IntArray
 from detectors._distributions import chi2_sf
 from detectors.kinds import ColumnKind
-from detectors.methods.base import CategoricalMethod, MethodResult, result, total_variation
+from detectors.methods.base import CategoricalMethod, MethodResult, effect_size, result
 from detectors.pairs import CategoricalPair
 
 
@@ -38,10 +38,10 @@ class HomogeneityTest(CategoricalMethod):
         """Return the test statistic of an observed table and its expected counts."""
 
     def categorical(self, pair: CategoricalPair) -> MethodResult:
-        """Return the statistic, its chi-square p-value and the TVD as effect size."""
+        """Return the statistic, its chi-square p-value and the effect size."""
         observed, expected = expected_counts(pair.reference, pair.current)
         dof = observed.shape[1] - 1
         if dof == 0:  # one category on both sides: nothing can differ
             return result(pair, 0.0, 1.0, 0.0)
         statistic = self.statistic(observed, expected)
-        return result(pair, statistic, chi2_sf(statistic, dof), total_variation(pair))
+        return result(pair, statistic, chi2_sf(statistic, dof), effect_size(pair))

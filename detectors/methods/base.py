@@ -19,6 +19,12 @@ from typing import ClassVar
 import numpy as np
 
 from detectors._arrays import FloatArray, IntArray
+
+# Re-exported: the methods share these helpers with the effect sizes.
+from detectors.effect import cdf_gap as cdf_gap
+from detectors.effect import effect_size as effect_size
+from detectors.effect import ks_distance as ks_distance
+from detectors.effect import total_variation as total_variation
 from detectors.errors import IncompatibleMethodError
 from detectors.kinds import ColumnKind
 from detectors.pairs import CategoricalPair, NumericPair, Pair
@@ -31,9 +37,10 @@ class MethodResult:
 
     ``statistic`` is the method's value; ``p_value`` is set for hypothesis
     tests and ``None`` for distances. ``effect_size`` is a sample-size-free
-    size of the change used by the optional minimum-effect rule: the
-    Kolmogorov-Smirnov distance for numeric features, the total variation
-    distance for categorical ones. ``bound`` bounds ``|statistic - exact|``,
+    size of the change, the same whatever the method (see
+    :mod:`detectors.effect`): the Kolmogorov-Smirnov distance for numeric and
+    ordinal features, the total variation distance for nominal ones; the
+    materiality rule compares it with ``min_effect_size``. ``bound`` bounds ``|statistic - exact|``,
     the difference from the same statistic on the raw rows (0 when exact;
     ``inf`` when the method has no closed-form bound, see its docstring).
     """
@@ -140,24 +147,6 @@ DRIFT_METHODS: Registry[DriftMethod] = Registry(DriftMethod, kind="drift method"
 def proportions(counts: IntArray) -> FloatArray:
     """Return ``counts`` as fractions of their total."""
     return np.asarray(counts / counts.sum(), dtype=np.float64)
-
-
-def cdf_gap(pair: NumericPair) -> FloatArray:
-    """Return ``F_ref(e) - F_cur(e)`` at every finite bin edge."""
-    f = np.cumsum(pair.reference)[:-1] / pair.n_reference
-    g = np.cumsum(pair.current)[:-1] / pair.n_current
-    return np.asarray(f - g, dtype=np.float64)
-
-
-def ks_distance(pair: NumericPair) -> float:
-    """Return the Kolmogorov-Smirnov distance evaluated at the bin edges."""
-    gap = cdf_gap(pair)
-    return float(np.max(np.abs(gap))) if gap.size else 0.0
-
-
-def total_variation(pair: CategoricalPair) -> float:
-    """Return the total variation distance between the two category distributions."""
-    return float(0.5 * np.abs(proportions(pair.reference) - proportions(pair.current)).sum())
 
 
 def result(

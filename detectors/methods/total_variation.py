@@ -11,6 +11,7 @@ from detectors.methods.base import (
     DRIFT_METHODS,
     CategoricalMethod,
     MethodResult,
+    effect_size,
     result,
     total_variation,
 )
@@ -46,6 +47,5 @@ class TotalVariation(CategoricalMethod):
     default_threshold = 0.1
 
     def categorical(self, pair: CategoricalPair) -> MethodResult:
-        """Return the distance, which is also the effect size."""
-        tvd = total_variation(pair)
-        return result(pair, tvd, None, tvd)
+        """Return the distance and the effect size (the distance unless the labels are ordinal)."""
+        return result(pair, total_variation(pair), None, effect_size(pair))

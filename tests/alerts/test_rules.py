@@ -75,6 +75,8 @@ def feature(
         p_value=1e-9 if drift else 0.4,
         threshold=0.05,
         drift=drift and status == "ok",
+        detectable=drift and status == "ok",
+        material=drift and status == "ok",
         effect_size=stat,
         bound=0.001,
         n_reference=1000,

@@ -15,9 +15,15 @@ import math
 import numpy as np
 import pandas as pd
 import pytest
+from scipy import stats
 
 from detectors.decisions import Correction, corrected_thresholds
-from detectors.drift import DriftSettings, compare_frames, compare_sketches
+from detectors.drift import (
+    DEFAULT_MIN_EFFECT_SIZE,
+    DriftSettings,
+    compare_frames,
+    compare_sketches,
+)
 from detectors.methods import DRIFT_METHODS
 from detectors.pairs import CategoricalPair, NumericPair
 from detectors.profile import ReferenceProfile, categorical_spec, numeric_spec
@@ -218,17 +224,38 @@ def test_benjamini_hochberg_without_rejection_reports_smallest_cut_off():
     assert corrected_thresholds([], [], Correction.BENJAMINI_HOCHBERG) == []
 
 
-def test_min_effect_size_keeps_tiny_significant_shifts_out():
-    """1,000,000 rows, 0.01 sd shift: KS is significant, but with min_effect_size 0.05 no drift."""
+def test_materiality_keeps_tiny_significant_shifts_out():
+    """1,000,000 rows, 0.01 sd shift: KS detects it, but at defaults it is not material."""
     rng = np.random.default_rng(9)
     reference = pd.DataFrame({"x": rng.normal(size=1_000_000)})
     current = pd.DataFrame({"x": rng.normal(0.01, 1.0, size=1_000_000)})
-    (plain,) = compare_frames(reference, current, DriftSettings(correction="none")).features
+    off = DriftSettings(correction="none", min_effect_size=None)
+    (plain,) = compare_frames(reference, current, off).features
     assert plain.p_value is not None
     assert plain.p_value <= ALPHA
-    assert plain.drift
-    settings = DriftSettings(correction="none", min_effect_size=0.05)
-    (gated,) = compare_frames(reference, current, settings).features
-    assert gated.effect_size < 0.05
+    assert (plain.drift, plain.detectable, plain.material) == (True, True, True)
+    assert plain.min_effect_size == 0.0
+    (gated,) = compare_frames(reference, current, DriftSettings(correction="none")).features
     assert gated.p_value == plain.p_value
-    assert not gated.drift
+    assert (gated.detectable, gated.material, gated.drift) == (True, False, False)
+    assert gated.min_effect_size == DEFAULT_MIN_EFFECT_SIZE
+    # the true KS distance of a 0.01 sd shift is 2 Phi(0.005) - 1 = 0.004
+    assert gated.effect_size == pytest.approx(2 * stats.norm.cdf(0.005) - 1, abs=0.002)
+    # the bound: effect - (Kolmogorov's 0.95 quantile) * sqrt(1/n + 1/m)
+    margin = stats.kstwobign.ppf(0.95) * math.sqrt(2 / 1_000_000)
+    assert gated.effect_size_lower == pytest.approx(max(0.0, gated.effect_size - margin))
+
+
+def test_materiality_threshold_per_feature_and_plain_estimate():
+    """``min_effect_sizes`` overrides per feature; confidence None compares the estimate itself."""
+    rng = np.random.default_rng(10)
+    reference = pd.DataFrame({"a": rng.normal(size=20_000), "b": rng.normal(size=20_000)})
+    current = pd.DataFrame({"a": rng.normal(0.1, 1, 20_000), "b": rng.normal(0.1, 1, 20_000)})
+    settings = DriftSettings(min_effect_size=0.2, min_effect_sizes={"b": 0.01})
+    a, b = sorted(compare_frames(reference, current, settings).features, key=lambda f: f.name)
+    assert (a.detectable, a.material, a.drift, a.min_effect_size) == (True, False, False, 0.2)
+    assert (b.detectable, b.material, b.drift, b.min_effect_size) == (True, True, True, 0.01)
+    (plain,) = compare_frames(
+        reference[["a"]], current[["a"]], DriftSettings(effect_confidence=None)
+    ).features
+    assert plain.effect_size_lower == pytest.approx(plain.effect_size)

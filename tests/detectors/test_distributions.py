@@ -6,9 +6,9 @@ import math
 
 import numpy as np
 import pytest
-from scipy import special
+from scipy import special, stats
 
-from detectors._distributions import chi2_sf, kolmogorov_sf
+from detectors._distributions import chi2_isf, chi2_sf, kolmogorov_isf, kolmogorov_sf
 
 #: Both sides of the cut-over at 0.82, the bulk, and far tails (p down to ~1e-300).
 KOLMOGOROV_X = [
@@ -52,3 +52,17 @@ def test_edges():
     for dof in (0, -1, 1.5):
         with pytest.raises(ValueError, match="dof"):
             chi2_sf(1.0, dof)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("p", [0.5, 0.2, 0.1, 0.05, 0.025, 0.01, 1e-3, 1e-6])
+def test_inverse_survival_functions_equal_scipy(p: float):
+    """``kolmogorov_isf`` and ``chi2_isf`` are ``kstwobign.isf`` and ``chi2.isf`` to 1e-9."""
+    assert kolmogorov_isf(p) == pytest.approx(float(stats.kstwobign.isf(p)), rel=1e-9)
+    for dof in (1, 2, 5, 19, 200):
+        assert chi2_isf(p, dof) == pytest.approx(float(stats.chi2.isf(p, dof)), rel=1e-9)
+
+
+def test_inverse_survival_functions_reject_impossible_probabilities():
+    for p in (0.0, 1.0, -0.1, math.nan):
+        with pytest.raises(ValueError, match="p must be"):
+            kolmogorov_isf(p)
