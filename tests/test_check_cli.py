@@ -300,3 +300,40 @@ def test_an_80_column_table_keeps_every_column_readable(files, capsys, monkeypat
     kinds = {row[1] for row in rows if row[1] in ("num", "cat")}
     assert kinds == {"num", "cat"}
     assert not any("…" in line for line in lines[: lines.index(header) + 10])
+
+
+def test_tiny_shifts_on_many_rows_are_detectable_but_not_drift(tmp_path, capsys):
+    """The issue's case, at 400,000 rows a side: 0.01-0.04 sd and a Poisson mean 3 -> 3.02.
+
+    The tests detect most of them; none is material, so nothing drifts and
+    ``--fail-on-drift`` exits 0. A 0.2 sd shift next to them still drifts.
+    """
+    rows = 400_000
+    rng = np.random.default_rng(11)
+    shifts = {"s00": 0.0, "s01": 0.01, "s02": 0.02, "s03": 0.03, "s04": 0.04}
+    reference = pd.DataFrame({name: rng.normal(0, 1, rows) for name in shifts})
+    current = pd.DataFrame({name: rng.normal(shift, 1, rows) for name, shift in shifts.items()})
+    reference["count"], current["count"] = rng.poisson(3.0, rows), rng.poisson(3.02, rows)
+    paths = [tmp_path / "ref.parquet", tmp_path / "cur.parquet"]
+    reference.to_parquet(paths[0])
+    current.to_parquet(paths[1])
+    args = ["--reference", str(paths[0]), "--current", str(paths[1])]
+    code, out = run_json(capsys, *args, "--fail-on-drift")
+    assert code == EXIT_OK
+    by_name = {f["name"]: f for f in out["features"]}
+    assert not any(f["drift"] for f in out["features"])
+    assert out["dataset_drift"] is False
+    assert sum(f["detectable"] for f in out["features"]) >= 3  # the exact tests see them
+    for feature in out["features"]:
+        assert feature["effect_size_lower"] < feature["min_effect_size"] == 0.03
+        assert feature["material"] is False
+    assert by_name["count"]["kind"] == "categorical"  # few integer levels
+    # the table says why: detectable, not material
+    assert main(["check", *args]) == EXIT_OK
+    table = capsys.readouterr().out
+    assert "not material" in table
+    assert "Detectable but not material" in table
+    current["s02"] = rng.normal(0.2, 1, rows)
+    current.to_parquet(paths[1])
+    code, out = run_json(capsys, *args, "--fail-on-drift")
+    assert {f["name"] for f in out["features"] if f["drift"]} == {"s02"}

@@ -13,7 +13,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from detectors.decisions import Correction
-from detectors.drift import DriftSettings
+from detectors.drift import DEFAULT_EFFECT_CONFIDENCE, DEFAULT_MIN_EFFECT_SIZE, DriftSettings
 from detectors.kinds import ColumnKind
 from detectors.methods import DRIFT_METHODS
 from detectors.multivariate import MULTIVARIATE_METHODS
@@ -25,7 +25,13 @@ class ConfigError(ValueError):
 
 
 class DriftSection(BaseModel):
-    """How features are compared (see ``detectors.drift.DriftSettings``)."""
+    """How features are compared and decided (see ``detectors.drift.DriftSettings``).
+
+    ``min_effect_size`` (default 0.03; null or 0: off) is the materiality
+    threshold on the effect size, ``min_effect_sizes`` overrides it per
+    feature, and ``effect_confidence`` (default 0.95; null: the plain
+    estimate) is the confidence of the effect size's lower bound.
+    """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -35,7 +41,9 @@ class DriftSection(BaseModel):
     thresholds: dict[str, float] = Field(default_factory=dict)
     alpha: float = Field(0.05, gt=0, lt=1)
     correction: Literal["none", "bonferroni", "bh"] = "bh"
-    min_effect_size: float | None = Field(None, ge=0, le=1)
+    min_effect_size: float | None = Field(DEFAULT_MIN_EFFECT_SIZE, ge=0, le=1)
+    min_effect_sizes: dict[str, float] = Field(default_factory=dict)
+    effect_confidence: float | None = Field(DEFAULT_EFFECT_CONFIDENCE, gt=0, lt=1)
     drift_share: float = Field(0.5, gt=0, le=1)
     min_samples: int = Field(1, ge=1)
     bins: int = Field(DEFAULT_BINS, ge=10, multiple_of=10)
@@ -61,6 +69,14 @@ class DriftSection(BaseModel):
                 )
         return value
 
+    @field_validator("min_effect_sizes")
+    @classmethod
+    def _effect_sizes(cls, value: dict[str, float]) -> dict[str, float]:
+        for feature, size in value.items():
+            if not 0 <= size <= 1:
+                raise ValueError(f"min_effect_sizes[{feature!r}] must be in [0, 1], got {size}")
+        return value
+
     @field_validator("thresholds")
     @classmethod
     def _known_thresholds(cls, value: dict[str, float]) -> dict[str, float]:
@@ -81,6 +97,8 @@ class DriftSection(BaseModel):
             alpha=self.alpha,
             correction=Correction(self.correction),
             min_effect_size=self.min_effect_size,
+            min_effect_sizes=self.min_effect_sizes,
+            effect_confidence=self.effect_confidence,
             drift_share=self.drift_share,
             min_samples=self.min_samples,
         )

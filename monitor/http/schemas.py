@@ -86,7 +86,11 @@ class FeatureResult(_Out):
     p_value: float | None
     threshold: float | None
     drift: bool
+    detectable: bool | None
+    material: bool | None
     effect_size: float | None
+    effect_size_lower: float | None
+    min_effect_size: float | None
     missing_share: float | None
     status: str
 
@@ -254,7 +258,11 @@ def feature_result(row: FeatureResultRow) -> FeatureResult:
         p_value=finite(row.p_value),
         threshold=finite(row.threshold),
         drift=row.drift,
+        detectable=row.detectable,
+        material=row.material,
         effect_size=finite(row.effect_size),
+        effect_size_lower=finite(row.effect_size_lower),
+        min_effect_size=finite(row.min_effect_size),
         missing_share=finite(row.missing_share),
         status=row.status,
     )

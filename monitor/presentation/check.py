@@ -34,11 +34,14 @@ def _number(value: float | None, digits: int = 4) -> str:
 
 
 def _row(f: FeatureDrift) -> list[str]:
-    verdict = (
-        "[bold red]DRIFT[/]"
-        if f.drift
-        else ("[yellow]too few rows[/]" if f.status != "ok" else "[green]ok[/]")
-    )
+    if f.drift:
+        verdict = "[bold red]DRIFT[/]"
+    elif f.status != "ok":
+        verdict = "[yellow]too few rows[/]"
+    elif f.detectable:
+        verdict = "[dim]not material[/]"  # a real but small change: see min_effect_size
+    else:
+        verdict = "[green]ok[/]"
     return [
         f.name,
         f.kind.value,
@@ -106,6 +109,7 @@ def render_table(result: CheckResult, console: Console) -> None:
         )
     drifted = sum(f.drift for f in report.features)
     evaluated = sum(f.status == "ok" for f in report.features)
+    small = [f for f in report.features if f.detectable and not f.material]
     verdict = "[bold red]DATASET DRIFT[/]" if report.dataset_drift else "[green]no dataset drift[/]"
     console.print(
         f"{verdict}: {drifted} of {evaluated} features drifted "
@@ -113,6 +117,11 @@ def render_table(result: CheckResult, console: Console) -> None:
         f"{report.rows_reference:,} reference rows, {report.rows_current:,} current rows, "
         f"correction {report.correction.value})"
     )
+    if small:
+        console.print(
+            f"Detectable but not material (effect size below min_effect_size with "
+            f"confidence): {', '.join(f'{f.name} ({_number(f.effect_size, 3)})' for f in small)}"
+        )
     if result.missing_columns:
         console.print(f"Not in the current data: {', '.join(result.missing_columns)}")
     failed = result.data_quality.failed

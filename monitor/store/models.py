@@ -178,6 +178,11 @@ class FeatureResult(Base):
     effect_size: Mapped[float | None]
     missing_share: Mapped[float]
     status: Mapped[str]
+    # Null on rows stored before migration 0004 (read as detectable = drift, material = true).
+    detectable: Mapped[bool | None]
+    material: Mapped[bool | None]
+    effect_size_lower: Mapped[float | None]
+    min_effect_size: Mapped[float | None]
 
 
 class Prediction(Base):

@@ -191,6 +191,10 @@ def feature_row(result: WindowResult, f: FeatureDrift) -> FeatureResultRow:
         effect_size=_finite(f.effect_size),
         missing_share=f.missing_share,
         status=f.status,
+        detectable=f.detectable,
+        material=f.material,
+        effect_size_lower=_finite(f.effect_size_lower),
+        min_effect_size=f.min_effect_size,
     )
 
 
@@ -236,7 +240,12 @@ def drift_from_json(
             p_value=row.p_value,
             threshold=row.threshold,
             drift=row.drift,
+            # Rows stored before migration 0004 hold only the decision.
+            detectable=row.drift if row.detectable is None else row.detectable,
+            material=True if row.material is None else row.material,
             effect_size=_nan(row.effect_size),
+            effect_size_lower=_nan(row.effect_size_lower),
+            min_effect_size=row.min_effect_size or 0.0,
             bound=_nan(more.get("bound")),
             n_reference=int(more.get("n_reference") or 0),
             n_current=int(more.get("n_current") or 0),

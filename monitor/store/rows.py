@@ -74,6 +74,10 @@ class FeatureResultRow:
     effect_size: float | None
     missing_share: float
     status: str
+    detectable: bool | None = None
+    material: bool | None = None
+    effect_size_lower: float | None = None
+    min_effect_size: float | None = None
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)

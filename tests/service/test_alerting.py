@@ -158,10 +158,15 @@ def test_the_rules_fire_once_per_incident_and_resolve_and_every_event_arrives_on
         }
         for w in replayed.windows
     }
-    # The last window flags region by chance (Benjamini-Hochberg at 0.05 on this seed): one
-    # noisy window, which fire_after 2 keeps from paging anyone (no region alert below).
-    assert drifted.pop(WINDOWS - 1) == {"region"}
-    assert drifted == {i: set(DRIFTED) if i in DRIFTED_WINDOWS else set() for i in range(10)}
+    # The last window's region passes the test by chance (Benjamini-Hochberg at 0.05 on this
+    # seed) but is not material, so it is not drift: before materiality it was one noisy
+    # window that only fire_after 2 kept from paging anyone.
+    last = replayed.windows[-1].drift
+    assert last is not None
+    (region,) = [f for f in last.features if f.name == "region"]
+    assert (region.detectable, region.material, region.drift) == (True, False, False)
+    expected = {i: set(DRIFTED) if i in DRIFTED_WINDOWS else set() for i in range(WINDOWS)}
+    assert drifted == expected
 
     registry = CollectorRegistry()
     metrics = Metrics(registry)

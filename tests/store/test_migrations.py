@@ -48,7 +48,7 @@ def test_upgrade_from_empty_creates_every_table(database_url: URL) -> None:
     try:
         assert current_revision(engine) is None
         migrate(engine)
-        assert current_revision(engine) == head_revision() == "0003"
+        assert current_revision(engine) == head_revision() == "0004"
     finally:
         engine.dispose()
     assert table_names(database_url) == TABLES | {"alembic_version"}
@@ -150,3 +150,40 @@ def test_0003_adds_the_reference_version_columns_and_keeps_old_rows(database_url
     assert tuple(old) == (None, None)  # an old reference: no model version, from the start
     assert "model_version" not in downgraded
     assert "effective_from" not in downgraded
+
+
+def test_0004_adds_the_materiality_columns_and_keeps_old_rows(database_url: URL) -> None:
+    # 0004: whether a feature's change was detectable and material, and the bound behind it.
+    engine = create_engine(database_url)
+    config = alembic_config()
+    added = ("detectable", "material", "effect_size_lower", "min_effect_size")
+    try:
+        with engine.begin() as connection:
+            config.attributes["connection"] = connection
+            command.upgrade(config, "0003")
+            connection.execute(
+                sqlalchemy.text(
+                    "INSERT INTO feature_results (model, window_start, feature, method, kind, "
+                    "statistic, p_value, threshold, drift, effect_size, missing_share, status) "
+                    "VALUES ('m', 0, 'x', 'ks', 'numeric', 0.3, 0.001, 0.05, :d, 0.3, 0, 'ok')"
+                ),
+                {"d": True},
+            )
+        migrate(engine)
+        columns = {
+            c["name"]: c["nullable"]
+            for c in sqlalchemy.inspect(engine).get_columns("feature_results")
+        }
+        with engine.connect() as connection:
+            old = connection.execute(
+                sqlalchemy.text(f"SELECT {', '.join(added)}, drift FROM feature_results")
+            ).one()
+        with engine.begin() as connection:
+            config.attributes["connection"] = connection
+            command.downgrade(config, "0003")
+        downgraded = {c["name"] for c in sqlalchemy.inspect(engine).get_columns("feature_results")}
+    finally:
+        engine.dispose()
+    assert all(columns[name] is True for name in added)
+    assert tuple(old) == (None, None, None, None, True)  # the old decision survives
+    assert not downgraded & set(added)

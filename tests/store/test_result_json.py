@@ -9,6 +9,7 @@ rule cursor) must be what the evaluator computed.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import numpy as np
@@ -92,3 +93,26 @@ def test_a_window_of_too_few_rows_and_an_analysis_error_round_trip():
     assert summary.details["attribution"] == {"error": "no explanations", "source": "explanations"}
     assert summary.details["drift_impact"] == []
     assert window_result_from_rows(summary, features) == result
+
+
+def test_feature_rows_stored_before_materiality_read_as_they_meant_then(tmp_path):
+    """Rows from before migration 0004 hold only ``drift``: detectable = drift, material."""
+    config = configured(tmp_path, {}, correlated(3000, 0.9, np.random.default_rng(2)))
+    log = tmp_path / "log.jsonl"
+    write_log(log, window_frames(rho_after=0.0))
+    result = next(r for r in replay(config, log).windows if r.drift is not None)
+    summary, rows = window_result_rows(result)
+    assert all(isinstance(r.detectable, bool) and isinstance(r.material, bool) for r in rows)
+    old = [
+        dataclasses.replace(
+            r, detectable=None, material=None, effect_size_lower=None, min_effect_size=None
+        )
+        for r in rows
+    ]
+    read = window_result_from_rows(summary, old).drift
+    assert read is not None
+    for feature in read.features:
+        assert feature.detectable == feature.drift
+        assert feature.material is True
+        assert math.isnan(feature.effect_size_lower)
+        assert feature.min_effect_size == 0.0
