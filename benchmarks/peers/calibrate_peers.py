@@ -49,7 +49,10 @@ TYPES: dict[str, str] = {
     "skewed": "lognormal(0, 1) (sd 2.16); location shift in sd",
     "counts": "Poisson(40) integer counts (35+ levels, numeric); mean 40 + shift*sqrt(40)",
     "rounded": "N(0, 5) rounded to integers (30+ levels, numeric); location shift in sd",
-    "zero_inflated": "60% exact zeros, else exponential(1); positive part shifted by shift*sd",
+    "zero_inflated": (
+        "60% exact zeros, else exponential(1) (sd 0.8); positive part moved 2*shift so the"
+        " mean moves shift*sd"
+    ),
     "levels5": "latent N(shift, 1) cut into integers 1..5 (a 5-level numeric column)",
     "categorical": "6 string levels; shift = total variation moved from level a to level f",
 }
@@ -79,7 +82,9 @@ def _column(kind: str, rng: np.random.Generator, rows: int, shift: float) -> np.
     if kind == "rounded":
         return np.round(rng.normal(5.0 * shift, 5.0, rows)).astype(np.int64)
     if kind == "zero_inflated":
-        values = rng.exponential(1.0, rows) + shift  # the exponential(1) part has sd 1
+        # The feature's sd is 0.8 (60% zeros, 40% exponential(1)); moving the positive part
+        # by 2*shift moves the mean by 0.4 * 2 * shift = shift * 0.8, i.e. `shift` sd.
+        values = rng.exponential(1.0, rows) + 2.0 * shift
         return np.where(rng.random(rows) < _ZERO_SHARE, 0.0, values)
     if kind == "levels5":
         latent = rng.normal(shift, 1.0, rows)
