@@ -275,7 +275,8 @@ def _populate_every_family(metrics: Metrics) -> None:
         if declaration.collected:
             continue
         metric = getattr(metrics, declaration.attribute)
-        child = metric.labels(*(f"x-{label}" for label in declaration.labels))
+        labels = declaration.labels
+        child = metric.labels(*(f"x-{label}" for label in labels)) if labels else metric
         if declaration.kind == "counter":
             child.inc()
         else:

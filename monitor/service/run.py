@@ -133,6 +133,7 @@ class Service:
         self.registry = registry or CollectorRegistry()
         self.metrics = Metrics(self.registry)
         self.store = Store.connect(config.database_url())
+        self.store.checkpoint_observer = self.metrics.observe_checkpoint
         self.runtimes = load_runtimes(config, self.store)
         self.owner = f"{socket.gethostname()}:{os.getpid()}"
         self._clock = clock
