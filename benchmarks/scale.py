@@ -300,8 +300,12 @@ def run_processes(
     for k, config in enumerate(configs):
         log = directory / f"driftline{k}.log"
         with log.open("wb") as out:
+            command = ["-m", "monitor.cli", "run", "--config", str(config)]
+            if args.profile and count == 1:
+                profile = str(args.output.with_suffix(f".{count}proc.prof"))
+                command = ["-m", "benchmarks.profiled_run", profile, *command[2:]]
             process = subprocess.Popen(
-                [sys.executable, "-m", "monitor.cli", "run", "--config", str(config)],
+                [sys.executable, *command],
                 cwd=REPO_ROOT,
                 env=env,
                 stdout=out,
@@ -616,6 +620,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--no-per-feature", action="store_true", help="metrics.per_feature off")
     parser.add_argument("--machine-cores", type=float, default=float(os.cpu_count() or 1))
     parser.add_argument("--output", type=Path, default=DEFAULT_OUTPUT)
+    parser.add_argument(
+        "--profile",
+        action="store_true",
+        help="profile the 1-process run (every thread; OUTPUT with .1proc.prof), ~1.5x slower",
+    )
     return parser.parse_args(argv)
 
 
