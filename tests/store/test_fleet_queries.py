@@ -31,9 +31,14 @@ def done(store: Store, model: str, start: float) -> None:
         model,
         start,
         WindowSummaryRow(
-            model=model, window_start=start, window_end=start + 60, rows=3, status="ok",
-            dataset_drift=False, drift_share=0.0,
-        ),  # fmt: skip
+            model=model,
+            window_start=start,
+            window_end=start + 60,
+            rows=3,
+            status="ok",
+            dataset_drift=False,
+            drift_share=0.0,
+        ),
         [],
     )
 
@@ -50,9 +55,7 @@ def test_due_windows_gives_each_model_its_windows_up_to_its_own_mark(store: Stor
     # The same as one open_windows query per model.
     for model, mark in {"a": 120.0, "b": 60.0}.items():
         assert store.open_windows(model, mark) == due[model]
-    assert store.due_windows({"b": math.inf}) == {
-        "b": [(0.0, 60.0), (60.0, 120.0), (120.0, 180.0)]
-    }
+    assert store.due_windows({"b": math.inf}) == {"b": [(0.0, 60.0), (60.0, 120.0), (120.0, 180.0)]}
     assert store.due_windows({}) == {}
 
 
