@@ -57,6 +57,7 @@ import math
 import os
 import platform
 import re
+import shutil
 import statistics
 import subprocess
 import sys
@@ -620,6 +621,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--no-per-feature", action="store_true", help="metrics.per_feature off")
     parser.add_argument("--machine-cores", type=float, default=float(os.cpu_count() or 1))
     parser.add_argument("--output", type=Path, default=DEFAULT_OUTPUT)
+    parser.add_argument("--keep", action="store_true", help="keep the configs and process logs")
     parser.add_argument(
         "--profile",
         action="store_true",
@@ -646,6 +648,7 @@ def main(argv: list[str] | None = None) -> int:
         feature_mix=mix,
     )
     counts = [int(x) for x in args.processes.split(",")]
+    args.output.parent.mkdir(parents=True, exist_ok=True)
     print(f"fleet: {fleet}", flush=True)
     broker = start_kafka(properties={"message.max.bytes": "8388608"})
     cluster = start_cluster()
@@ -684,6 +687,8 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         broker.stop()
         cluster.stop()
+        if not args.keep:
+            shutil.rmtree(work, ignore_errors=True)
     print_table(runs)
     model = predictions(runs, args.machine_cores)
     if model:

@@ -184,11 +184,11 @@ class Evaluator:
         the same window; each writes the same results.
         """
         outcomes = []
-        for runtime in self.runtimes.values():
+        labelled = [r for r in self.runtimes.values() if r.config.labels.enabled]
+        marks = self.watermarks() if labelled else {}
+        for runtime in labelled:
             labels = runtime.config.labels
-            if not labels.enabled:
-                continue
-            mark = self.watermark(runtime)
+            mark = marks.get(runtime.name)
             if mark is None:
                 continue
             cutoff = mark - labels.max_delay
