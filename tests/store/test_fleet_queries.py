@@ -82,3 +82,14 @@ def test_a_checkpoint_of_many_partials_writes_them_all_and_reports_its_size(
     ]
     assert [(r, s) for r, s, _ in seen] == [(900, 3 * sum(range(300))), (1, 3)]
     assert all(seconds >= 0 for *_, seconds in seen)
+
+
+def test_profiles_since_many_is_profiles_since_of_every_model(store: Store) -> None:
+    for model, versions in {"a": 3, "b": 1, "c": 2}.items():
+        for _ in range(versions):
+            store.save_profile(model, b"profile", model_version="7")
+    newer = store.profiles_since_many({"a": 1, "b": 1, "c": 0, "unknown": 0})
+    assert newer == {"a": store.profiles_since("a", 1), "c": store.profiles_since("c", 0)}
+    assert [row.version for row in newer["a"]] == [2, 3]
+    assert store.profiles_since_many({"a": 3, "b": 1}) == {}
+    assert store.profiles_since_many({}) == {}
