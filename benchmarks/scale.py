@@ -599,6 +599,29 @@ def predictions(runs: list[dict[str, Any]], cores: float) -> list[dict[str, Any]
     return out
 
 
+def markdown(report: dict[str, Any]) -> str:
+    """Return the report's runs and the capacity model's check as Markdown tables."""
+    runs, model = report["runs"], report.get("capacity_model") or []
+    header = [c[1] for c in COLUMNS]
+    lines = [
+        "| " + " | ".join(header) + " |",
+        "|" + "---|" * len(header),
+        *("| " + " | ".join(cell(row, c) for c in COLUMNS) + " |" for row in runs),
+    ]
+    if model:
+        lines += [
+            "",
+            "| processes | model: records/s | measured records/s | measured / model - 1 |",
+            "|---|---|---|---|",
+            *(
+                f"| {p['processes']} | {p['predicted_records_per_s']:,} | "
+                f"{p['measured_records_per_s']:,} | {p['error']:+.0%} |"
+                for p in model
+            ),
+        ]
+    return "\n".join(lines)
+
+
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     """The command line (see the module docstring)."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -623,6 +646,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--output", type=Path, default=DEFAULT_OUTPUT)
     parser.add_argument("--keep", action="store_true", help="keep the configs and process logs")
     parser.add_argument(
+        "--report", type=Path, default=None, help="print a results JSON as Markdown and exit"
+    )
+    parser.add_argument(
         "--profile",
         action="store_true",
         help="profile the 1-process run (every thread; OUTPUT with .1proc.prof), ~1.5x slower",
@@ -633,6 +659,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     """Start the servers, produce the fleet, run each process count, report."""
     args = parse_args(argv)
+    if args.report is not None:
+        print(markdown(json.loads(args.report.read_text())))
+        return 0
     from tests.apache_kafka import start_kafka
     from tests.postgres import start_cluster
     from tests.servers import unique_name
