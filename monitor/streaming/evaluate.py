@@ -267,7 +267,12 @@ class Evaluator:
         """
         if merged is None:
             merged = self._merged(runtime, start)
-        labelled, with_request = self.store.label_coverage(runtime.name, start, end)
+        # Predictions are stored for label joins only (labels.enabled): without them the
+        # coverage and join queries find nothing, and were 2 of a window's 6 round trips.
+        joins = runtime.config.labels.enabled
+        labelled, with_request = (
+            self.store.label_coverage(runtime.name, start, end) if joins else (0, 0)
+        )
         version = merged.version
         reference = None if version is None else self._reference(runtime.name, version)
         enough = (
@@ -280,7 +285,7 @@ class Evaluator:
             merged=merged,
             labelled=labelled,
             predictions_stored=with_request,
-            joined=self.store.joined_with_times(runtime.name, start, end),
+            joined=self.store.joined_with_times(runtime.name, start, end) if joins else [],
             scores=self.store.scores_with_times(runtime.name, start, end)
             if section is not None and "score" in section.streams
             else [],
