@@ -44,10 +44,10 @@ class UnitCosts:
     """
 
     cpu_record_base_s: float = 0.0
-    cpu_record_per_feature_s: float = 41.9e-6
-    server_cpu_per_record_s: float = 460e-6
-    eval_base_s: float = 0.047
-    eval_per_feature_s: float = 0.00283
+    cpu_record_per_feature_s: float = 36.6e-6
+    server_cpu_per_record_s: float = 361e-6
+    eval_base_s: float = 0.025
+    eval_per_feature_s: float = 0.0005
     partial_bytes_base: float = 200.0
     partial_bytes_per_feature: float = 120.0
     result_bytes_base: float = 900.0
