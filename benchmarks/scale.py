@@ -286,6 +286,8 @@ def run_processes(
             database=url,
             port=free_port(),
             per_feature_metrics=not args.no_per_feature,
+            partials_retention_s=args.partials_retention,
+            retention_interval=args.retention_interval,
         )
         for k in range(count)
     ]
@@ -318,6 +320,7 @@ def run_processes(
     due: dict[float, float] = {}  # window end -> wall time the watermark passed it
     seen: dict[tuple[str, float], float] = {}
     connections: list[int] = []
+    sizes: list[tuple[float, int]] = []  # (seconds since start, pg_database_size)
     first_progress = consumed_at = None
     consumed_first = 0
     last_scrape = 0.0
@@ -356,6 +359,9 @@ def run_processes(
                 ).fetchone()[0]
                 - 1  # this connection
             )
+            if not sizes or now - started - sizes[-1][0] >= 5:
+                size = conn.execute("SELECT pg_database_size(current_database())").fetchone()[0]
+                sizes.append((round(now - started, 1), size))
             if now - last_scrape >= args.scrape:
                 last_scrape = now
                 for m in members:
@@ -434,6 +440,7 @@ def run_processes(
         tables=tables,
         counts=counts,
         commits=commits,
+        sizes=sizes,
     )
 
 
@@ -518,7 +525,30 @@ def summarise(count: int, fleet: FleetSpec, members: list[Member], **m: Any) -> 
         "row_counts": m["counts"],
         "db_commits": m["commits"],
         "connections_max": max(m["connections"], default=0),
+        "rss_flatness": [flatness(mem.rss) for mem in members],
+        "rss_samples_mb": [downsample(mem.rss, 60) for mem in members],
+        "db_size_samples": downsample(m["sizes"], 60),
     }
+
+
+def downsample(values: list[Any], count: int) -> list[Any]:
+    """Return at most ``count`` evenly spaced items of ``values`` (the last one included)."""
+    if len(values) <= count:
+        return list(values)
+    step = len(values) / count
+    return [values[int(k * step)] for k in range(count - 1)] + [values[-1]]
+
+
+def flatness(samples: list[float]) -> float | None:
+    """Return the largest deviation of the second half's samples from the sample at 10 %.
+
+    As a share of that baseline (0.1: within 10 %); None with too few samples.
+    """
+    if len(samples) < 10:
+        return None
+    baseline = samples[len(samples) // 10]
+    half = samples[len(samples) // 2 :]
+    return round(max(abs(x - baseline) for x in half) / baseline, 3) if baseline else None
 
 
 # --- report ---------------------------------------------------------------------------------
@@ -644,6 +674,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--no-per-feature", action="store_true", help="metrics.per_feature off")
     parser.add_argument("--machine-cores", type=float, default=float(os.cpu_count() or 1))
     parser.add_argument("--output", type=Path, default=DEFAULT_OUTPUT)
+    parser.add_argument(
+        "--partials-retention",
+        type=float,
+        default=7 * 86400.0,
+        help="retention.partials of every model, seconds (default 7 days, the default)",
+    )
+    parser.add_argument(
+        "--retention-interval", type=float, default=3600.0, help="scheduler.retention_interval_s"
+    )
     parser.add_argument("--keep", action="store_true", help="keep the configs and process logs")
     parser.add_argument(
         "--report", type=Path, default=None, help="print a results JSON as Markdown and exit"
