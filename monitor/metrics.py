@@ -314,8 +314,38 @@ EXTENSION_METRICS: tuple[MetricDeclaration, ...] = (
     ),
 )
 
-#: Metrics about the service itself that no dashboard shows (none at present).
-OPERATIONAL_METRICS: tuple[MetricDeclaration, ...] = ()
+#: Metrics about the service itself that no dashboard shows: the costs the capacity model
+#: (docs/capacity.md) is built on. Sums and counts, so a rate of one over the other is a mean.
+OPERATIONAL_METRICS: tuple[MetricDeclaration, ...] = (
+    _declare("checkpoints_total", "counter", (), "Checkpoint transactions committed."),
+    _declare(
+        "checkpoint_seconds_total",
+        "counter",
+        (),
+        "Seconds spent in committed checkpoint transactions (begin to commit).",
+    ),
+    _declare(
+        "checkpoint_partials_total", "counter", (), "Partial sketch rows written by checkpoints."
+    ),
+    _declare(
+        "checkpoint_bytes_total",
+        "counter",
+        (),
+        "Bytes of partial sketch payloads written by checkpoints.",
+    ),
+    _declare(
+        "window_evaluations_total",
+        "counter",
+        ("features",),
+        "Windows evaluated by this process, by the model's number of features.",
+    ),
+    _declare(
+        "window_evaluation_seconds_total",
+        "counter",
+        ("features",),
+        "Seconds spent evaluating windows (read, analyse, store, publish), by feature count.",
+    ),
+)
 
 
 _DECLARATIONS: dict[str, MetricDeclaration] = {
@@ -391,17 +421,29 @@ class LatestWindows:
         self._lock = threading.Lock()
         self._latest: dict[str, tuple[WindowResult, dict[str, float]]] = {}
         self._labelled: dict[str, WindowResult] = {}
+        # Models whose per-feature series are not exported (config ``metrics.per_feature``).
+        self._no_feature_series: set[str] = set()
 
     def observe(
-        self, result: WindowResult, estimated_quality: Mapping[str, float] | None = None
+        self,
+        result: WindowResult,
+        estimated_quality: Mapping[str, float] | None = None,
+        *,
+        per_feature: bool = True,
     ) -> None:
         """Keep ``result`` if it is its model's newest window, or newest labelled window.
 
         ``estimated_quality`` is the estimated metrics to export for it
         (``driftline_model_quality_estimated``); None exports none.
+        ``per_feature`` False: the model's per-feature series are left out from
+        now on (docs/metrics-cardinality.md).
         """
         estimated = dict(estimated_quality or {})
         with self._lock:
+            if per_feature:
+                self._no_feature_series.discard(result.model)
+            else:
+                self._no_feature_series.add(result.model)
             if result.labelled and result.predictions_stored:
                 labelled = self._labelled.get(result.model)
                 if labelled is None or result.window_end >= labelled.window_end:
@@ -419,9 +461,10 @@ class LatestWindows:
         with self._lock:
             latest = list(self._latest.values())
             labelled = list(self._labelled.values())
+            brief = set(self._no_feature_series)
         families = _Families(self.FAMILIES)
         for result, estimated in latest:
-            _window_samples(families, result, estimated)
+            _window_samples(families, result, estimated, per_feature=result.model not in brief)
         for result in labelled:
             model = result.model
             families.put(
@@ -433,12 +476,19 @@ class LatestWindows:
 
 
 def _window_samples(
-    families: _Families, result: WindowResult, estimated: Mapping[str, float]
+    families: _Families,
+    result: WindowResult,
+    estimated: Mapping[str, float],
+    *,
+    per_feature: bool = True,
 ) -> None:
-    """Add the samples of ``result``, its model's newest window, except the labelled ones."""
+    """Add the samples of ``result``, its model's newest window, except the labelled ones.
+
+    ``per_feature`` False leaves out the series labelled by feature.
+    """
     model, report = result.model, result.drift
     if report is not None:
-        for f in report.features:
+        for f in report.features if per_feature else ():
             families.put("feature_drift_score", (model, f.name, f.method), f.statistic)
             families.put("feature_drift_p_value", (model, f.name, f.method), f.p_value)
             families.put("feature_drift_detected", (model, f.name), float(f.drift))
@@ -461,7 +511,7 @@ def _window_samples(
             )
             families.put("multivariate_drift_detected", (model, method.method), float(method.drift))
     attribution = result.attribution
-    if isinstance(attribution, AttributionDrift):
+    if per_feature and isinstance(attribution, AttributionDrift):
         for feature in attribution.report.by_change():
             labels = (model, feature.name)
             families.put("attribution_mean_abs_shap", labels, feature.current_mean_abs)
@@ -565,6 +615,12 @@ class Metrics:
     alerts_total: Counter
     webhook_deliveries_total: Counter
     dead_letter_failures_total: Counter
+    checkpoints_total: Counter
+    checkpoint_seconds_total: Counter
+    checkpoint_partials_total: Counter
+    checkpoint_bytes_total: Counter
+    window_evaluations_total: Counter
+    window_evaluation_seconds_total: Counter
 
     def __init__(self, registry: CollectorRegistry) -> None:
         self.registry = registry
@@ -582,16 +638,34 @@ class Metrics:
         registry.register(self.alerting)
 
     def observe_result(
-        self, result: WindowResult, *, estimated_quality: Mapping[str, float] | None = None
+        self,
+        result: WindowResult,
+        *,
+        estimated_quality: Mapping[str, float] | None = None,
+        per_feature: bool = True,
     ) -> None:
         """Show ``result`` in the per-window gauges if it is its model's newest (labelled) window.
 
         ``estimated_quality`` is what ``driftline_model_quality_estimated``
         shows for it: the exported subset of its estimate
         (``monitor.analyses.quality.estimated_metrics``, which this module,
-        below the analyses, cannot import); None shows none.
+        below the analyses, cannot import); None shows none. ``per_feature``
+        False (the model's ``metrics.per_feature``) exports none of the
+        model's per-feature series.
         """
-        self.windows.observe(result, estimated_quality)
+        self.windows.observe(result, estimated_quality, per_feature=per_feature)
+
+    def observe_checkpoint(self, partials: int, payload_bytes: int, seconds: float) -> None:
+        """Count one committed checkpoint: its partial rows, their payload bytes, its seconds."""
+        self.checkpoints_total.inc()
+        self.checkpoint_partials_total.inc(partials)
+        self.checkpoint_bytes_total.inc(payload_bytes)
+        self.checkpoint_seconds_total.inc(seconds)
+
+    def observe_evaluation(self, features: int, seconds: float) -> None:
+        """Count one window evaluation of a model with ``features`` features, and its seconds."""
+        self.window_evaluations_total.labels(features=str(features)).inc()
+        self.window_evaluation_seconds_total.labels(features=str(features)).inc(seconds)
 
     def watch_alerts(self, open_incidents: OpenIncidents, outbox_counts: OutboxCounts) -> None:
         """Read ``driftline_alerts_active`` and ``driftline_outbox_events`` at scrape time.

@@ -277,7 +277,8 @@ def _populate_every_family(metrics: Metrics) -> None:
         if declaration.collected:
             continue
         metric = getattr(metrics, declaration.attribute)
-        child = metric.labels(*(f"x-{label}" for label in declaration.labels))
+        labels = declaration.labels
+        child = metric.labels(*(f"x-{label}" for label in labels)) if labels else metric
         if declaration.kind == "counter":
             child.inc()
         else:
@@ -691,3 +692,53 @@ def test_a_failing_callable_empties_its_family_not_the_scrape(
         render(registry)
         render(registry)
     assert len([r for r in caplog.records if r.levelno == logging.WARNING]) == 2
+
+
+# --- cardinality: the per-model opt-out of per-feature series --------------------------------
+
+
+def _series(registry: CollectorRegistry, model: str) -> set[str]:
+    """Names of the per-window families with at least one sample of ``model``."""
+    return {
+        family.name
+        for family in text_string_to_metric_families(render(registry).decode())
+        for sample in family.samples
+        if sample.labels.get("model") == model
+    }
+
+
+def test_a_model_opted_out_of_per_feature_series_keeps_its_model_series(
+    metrics: Metrics, registry: CollectorRegistry
+) -> None:
+    metrics.observe_result(window_result("brief"), per_feature=False)
+    metrics.observe_result(window_result("full"))
+    brief, full = _series(registry, "brief"), _series(registry, "full")
+    per_feature = {
+        "driftline_feature_drift_score",
+        "driftline_feature_drift_p_value",
+        "driftline_feature_drift_detected",
+        "driftline_feature_missing_ratio",
+    }
+    assert per_feature <= full
+    assert not per_feature & brief
+    assert brief == full - per_feature
+    assert "driftline_dataset_drift_share" in brief
+    # Opting back in (a config reload) exports them again from the next window on.
+    metrics.observe_result(window_result("brief", window_end=WINDOW_END + WINDOW_S))
+    assert per_feature <= _series(registry, "brief")
+
+
+def test_checkpoint_and_evaluation_counters_add_up(
+    metrics: Metrics, registry: CollectorRegistry
+) -> None:
+    metrics.observe_checkpoint(120, 4096, 0.25)
+    metrics.observe_checkpoint(30, 1024, 0.05)
+    metrics.observe_evaluation(30, 0.5)
+    metrics.observe_evaluation(30, 0.25)
+    assert registry.get_sample_value("driftline_checkpoints_total") == 2
+    assert registry.get_sample_value("driftline_checkpoint_partials_total") == 150
+    assert registry.get_sample_value("driftline_checkpoint_bytes_total") == 5120
+    assert registry.get_sample_value("driftline_checkpoint_seconds_total") == pytest.approx(0.3)
+    labels = {"features": "30"}
+    assert registry.get_sample_value("driftline_window_evaluations_total", labels) == 2
+    assert registry.get_sample_value("driftline_window_evaluation_seconds_total", labels) == 0.75

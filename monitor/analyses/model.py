@@ -326,9 +326,27 @@ class ModelRuntimes(Mapping[str, ModelRuntime]):
         """
         added: list[ModelRuntime] = []
         with self._lock:
-            for name, versions in list(self._versions.items()):
-                known = max(r.profile_version for r in versions.runtimes)
-                for row in store.profiles_since(name, max(known, self._left_out.get(name, 0))):
+            known_versions = {
+                name: max(
+                    max(r.profile_version for r in versions.runtimes),
+                    self._left_out.get(name, 0),
+                )
+                for name, versions in self._versions.items()
+            }
+        # One query for every model, outside the lock: the ingestor's checkpoint reads
+        # seen() under it, and per-model queries held it for seconds with 500 models.
+        newer = store.profiles_since_many(known_versions)
+        if not newer:
+            return added
+        with self._lock:
+            for name, rows in newer.items():
+                versions = self._versions[name]
+                known = max(
+                    max(r.profile_version for r in versions.runtimes), self._left_out.get(name, 0)
+                )
+                for row in rows:
+                    if row.version <= known:  # added by a concurrent refresh meanwhile
+                        continue
                     payload = store.profile(name, row.version)
                     if payload is None:
                         continue

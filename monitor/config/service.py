@@ -623,6 +623,19 @@ class RetentionSection(_Section):
     partials: Seconds = 7 * 86400.0
 
 
+class ModelMetricsSection(_Section):
+    """Which Prometheus series the model's windows export (docs/metrics-cardinality.md).
+
+    ``per_feature`` False drops the model's per-feature series
+    (``driftline_feature_drift_score``, ``_p_value``, ``_detected``,
+    ``driftline_feature_missing_ratio`` and the attribution extensions); the
+    per-model series (drift share, prediction drift, window size and end,
+    quality) stay. The results are stored and served by the API either way.
+    """
+
+    per_feature: bool = True
+
+
 class LabelsSection(_Section):
     """Whether ground-truth labels are joined, and how late they may arrive."""
 
@@ -847,6 +860,7 @@ class ModelConfig(_Section):
     columns: ColumnsSection = ColumnsSection()
     retention: RetentionSection = RetentionSection()
     labels: LabelsSection = LabelsSection()
+    metrics: ModelMetricsSection = ModelMetricsSection()
     #: Compare each window with the merge of the previous N windows instead of the stored
     #: profile (which still gives the bins); None: always the profile.
     rolling_reference: int | None = Field(None, ge=1, le=1000)

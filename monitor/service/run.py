@@ -133,6 +133,7 @@ class Service:
         self.registry = registry or CollectorRegistry()
         self.metrics = Metrics(self.registry)
         self.store = Store.connect(config.database_url())
+        self.store.checkpoint_observer = self.metrics.observe_checkpoint
         self.runtimes = load_runtimes(config, self.store)
         self.owner = f"{socket.gethostname()}:{os.getpid()}"
         self._clock = clock
@@ -279,8 +280,13 @@ class Service:
         self.metrics.watch_alerts(self.alert_store.open_incident_counts, self.outbox.counts)
 
     def _retention(self) -> None:
+        try:
+            marks = self.evaluator.watermarks()
+        except Exception:  # a database outage must not kill the scheduler: retried next run
+            log.exception("retention clean-up failed: watermarks unreadable")
+            return
         for runtime in self.runtimes.values():
-            mark = self.evaluator.watermark(runtime)
+            mark = marks.get(runtime.name)
             if mark is None:
                 continue
             cutoff = mark - runtime.config.retention.predictions

@@ -13,7 +13,7 @@ import time
 from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, replace
 
-from sqlalchemy import ColumnElement, delete, exists, func, or_, select, update
+from sqlalchemy import ColumnElement, delete, exists, func, or_, select, text, update
 from sqlalchemy.engine import URL, Connection, Engine
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
@@ -50,6 +50,8 @@ Clock = Callable[[], float]
 TopicPartitionKey = tuple[str, int]
 # Concurrent save_profile calls compute the same next version; the loser retries.
 _PROFILE_ATTEMPTS = 5
+# Beyond this many models a due-window query filters in Python, not with an IN list.
+_IN_LIST_LIMIT = 5000
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -117,6 +119,9 @@ class Store:
         self.clock = clock
         self._writer = engine.execution_options(**{WRITE_OPTION: True})
         self._dialect = engine.dialect.name
+        #: Called after each committed checkpoint with ``(partial rows, payload bytes,
+        #: seconds from begin to commit)``; the service counts them in its metrics.
+        self.checkpoint_observer: Callable[[int, int, float], None] | None = None
 
     @classmethod
     def connect(cls, url: str | URL, *, clock: Clock = time.time) -> Store:
@@ -261,6 +266,48 @@ class Store:
                 for row in rows
             ]
 
+    def profiles_since_many(
+        self, after_versions: Mapping[str, int]
+    ) -> dict[str, list[StoredProfileRow]]:
+        """Return :meth:`profiles_since` of every model in ``after_versions``, in ONE query.
+
+        ``after_versions`` maps model names to the newest version known; models
+        without newer versions are absent. Every process polls this (at each
+        checkpoint and evaluation round): one query per model was 500 queries
+        per poll for a fleet of 500 models.
+        """
+        if not after_versions:
+            return {}
+        statement = select(
+            ReferenceProfile.model,
+            ReferenceProfile.version,
+            ReferenceProfile.model_version,
+            ReferenceProfile.effective_from,
+            ReferenceProfile.created_at,
+        )
+        if len(after_versions) <= _IN_LIST_LIMIT:
+            statement = statement.where(ReferenceProfile.model.in_(after_versions))
+        # The newest known versions are mostly all alike (1): a lower bound prunes the rest.
+        statement = statement.where(ReferenceProfile.version > min(after_versions.values()))
+        found: dict[str, list[StoredProfileRow]] = {}
+        with self.engine.connect() as connection:
+            rows = connection.execute(
+                statement.order_by(ReferenceProfile.model, ReferenceProfile.version)
+            )
+            for row in rows:
+                known = after_versions.get(row.model)
+                if known is None or row.version <= known:
+                    continue
+                found.setdefault(row.model, []).append(
+                    StoredProfileRow(
+                        version=row.version,
+                        model_version=row.model_version,
+                        effective_from=row.effective_from,
+                        created_at=row.created_at,
+                    )
+                )
+        return found
+
     def profile_model_version(self, model: str, version: int) -> str | None:
         """Return the model version profile ``version`` of ``model`` describes (None: not given).
 
@@ -336,6 +383,7 @@ class Store:
         partial_values = _sql.last_per_key(
             (_sql.values(row, updated_at=now) for row in partials), _sql.primary_key(Partial)
         )
+        began = time.perf_counter()
         with self._writer.begin() as connection:
             if expected:
                 self._fence(connection, group_id, expected)
@@ -344,7 +392,24 @@ class Store:
             if progress_values:
                 connection.execute(_sql.upsert(self._dialect, PartitionProgress), progress_values)
             if partial_values:
-                connection.execute(_sql.upsert(self._dialect, Partial), partial_values)
+                self._upsert_partials(connection, partial_values)
+        if self.checkpoint_observer is not None:
+            payload = sum(len(row["sketch"]) for row in partial_values)
+            self.checkpoint_observer(len(partial_values), payload, time.perf_counter() - began)
+
+    def _upsert_partials(self, connection: Connection, rows: list[dict[str, object]]) -> None:
+        """Insert or replace partial rows: one statement per checkpoint on PostgreSQL.
+
+        A checkpoint of a fleet writes one row per (model, window, partition):
+        thousands. An executemany runs the statement once per row on the
+        server; ``unnest`` of one array per column inserts them all in one
+        execution of one cached statement (measured in docs/capacity.md).
+        """
+        if self._dialect != "postgresql":
+            connection.execute(_sql.upsert(self._dialect, Partial), rows)
+            return
+        columns = {name: [row[name] for row in rows] for name in _PARTIAL_COLUMNS}
+        connection.execute(_PG_UPSERT_PARTIALS, columns)
 
     def _check_references(
         self,
@@ -488,6 +553,36 @@ class Store:
                 .order_by(Partial.window_start)
             )
             return [(row.window_start, row.window_end) for row in rows]
+
+    def due_windows(self, marks: Mapping[str, float]) -> dict[str, list[tuple[float, float]]]:
+        """Return, per model, :meth:`open_windows` up to its mark in ``marks``, in ONE query.
+
+        ``marks`` maps model names to watermarks (``math.inf``: every window);
+        models without windows due are absent. Windows are ordered by start.
+        """
+        if not marks:
+            return {}
+        done = exists().where(
+            WindowClaim.model == Partial.model,
+            WindowClaim.window_start == Partial.window_start,
+            WindowClaim.status == DONE,
+        )
+        statement = select(Partial.model, Partial.window_start, Partial.window_end).where(~done)
+        highest = max(marks.values())
+        if math.isfinite(highest):
+            statement = statement.where(Partial.window_end <= highest)
+        if len(marks) <= _IN_LIST_LIMIT:
+            statement = statement.where(Partial.model.in_(marks))
+        due: dict[str, list[tuple[float, float]]] = {}
+        with self.engine.connect() as connection:
+            rows = connection.execute(
+                statement.distinct().order_by(Partial.model, Partial.window_start)
+            )
+            for row in rows:
+                mark = marks.get(row.model)
+                if mark is not None and row.window_end <= mark:
+                    due.setdefault(row.model, []).append((row.window_start, row.window_end))
+        return due
 
     def claim_window(
         self, model: str, window_start: float, window_end: float, owner: str, stale_after_s: float
@@ -823,6 +918,28 @@ class Store:
             )
             # rowcount is only known while the cursor is open, before the commit.
             return int(labels.rowcount) + int(predictions.rowcount)
+
+
+_PARTIAL_COLUMNS = (
+    "model",
+    "window_start",
+    "window_end",
+    "topic",
+    "partition",
+    "sketch",
+    "rows",
+    "updated_at",
+)
+_PG_UPSERT_PARTIALS = text(
+    'INSERT INTO partials (model, window_start, window_end, topic, "partition", sketch, '
+    '"rows", updated_at) '
+    "SELECT * FROM unnest(CAST(:model AS varchar[]), CAST(:window_start AS float8[]), "
+    "CAST(:window_end AS float8[]), CAST(:topic AS varchar[]), CAST(:partition AS int[]), "
+    "CAST(:sketch AS bytea[]), CAST(:rows AS int[]), CAST(:updated_at AS float8[])) "
+    'ON CONFLICT (model, window_start, topic, "partition") DO UPDATE SET '
+    'window_end = EXCLUDED.window_end, sketch = EXCLUDED.sketch, "rows" = EXCLUDED."rows", '
+    "updated_at = EXCLUDED.updated_at"
+)
 
 
 def _evaluated_before(model: str, cutoff_window_end: float) -> ColumnElement[bool]:

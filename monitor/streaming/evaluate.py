@@ -47,6 +47,7 @@ from monitor.events import EventBroker, WindowEvaluated
 from monitor.metrics import Metrics
 from monitor.store import Store
 from monitor.store.result_json import stored_labelled
+from monitor.store.rows import ProgressRow
 from monitor.streaming.partials import PartialPayload, merge_optional, partial_from_bytes
 from monitor.windows import Watermarks
 
@@ -76,7 +77,8 @@ class Evaluator:
         #: Every evaluation's result is published here; the store and the metrics come first.
         self.events = EventBroker()
         self.events.subscribe(store_results(store))
-        self.events.subscribe(MetricsObserver(metrics))
+        brief = {m.name for m in config.models if not m.metrics.per_feature}
+        self.events.subscribe(MetricsObserver(metrics, per_feature=lambda m: m not in brief))
         self._references: dict[tuple[str, int], StoredReference] = {
             (name, r.profile_version): StoredReference(r.profile, r.estimator, r.attribution)
             for name in self.runtimes
@@ -100,9 +102,38 @@ class Evaluator:
         otherwise a window could close before that partition's records in it
         are read again, and be evaluated without them.
         """
+        return self._watermark(runtime, *self._progress())
+
+    def watermarks(self) -> dict[str, float]:
+        """Return every model's :meth:`watermark` (models without one are left out).
+
+        The partitions' progress is read once for all models (two queries),
+        and models with the same windows share one computation.
+        """
+        progress, updated = self._progress()
+        by_spec: dict[object, float | None] = {}
+        marks: dict[str, float] = {}
+        for runtime in self.runtimes.values():
+            key = runtime.window
+            if key not in by_spec:
+                by_spec[key] = self._watermark(runtime, progress, updated)
+            mark = by_spec[key]
+            if mark is not None:
+                marks[runtime.name] = mark
+        return marks
+
+    def _progress(self) -> tuple[dict[int, ProgressRow], dict[int, float]]:
         consumer, topics = self.config.consumer, self.config.topics
         progress = self.store.progress(consumer.group_id, topics.predictions)
         updated = self.store.progress_updated_at(consumer.group_id, topics.predictions)
+        return progress, updated
+
+    def _watermark(
+        self,
+        runtime: ModelRuntime,
+        progress: Mapping[int, ProgressRow],
+        updated: Mapping[int, float],
+    ) -> float | None:
         timeout = self.config.consumer.idle_timeout_s
         attended = self.config.consumer.attended_within_s()
         marks = Watermarks(runtime.window, idle_timeout_s=timeout, clock=self.clock)
@@ -129,12 +160,14 @@ class Evaluator:
         """
         outcomes = []
         stale = self.config.scheduler.claim_stale_after_s
-        for runtime in self.runtimes.values():
-            mark = math.inf if final else self.watermark(runtime)
-            if mark is None:
-                continue
-            for start, end in self.store.open_windows(runtime.name, up_to_end=mark):
-                if self.store.claim_window(runtime.name, start, end, self.owner, stale):
+        marks = {name: math.inf for name in self.runtimes} if final else self.watermarks()
+        # One query for every model's due windows, instead of one per model: with hundreds
+        # of models the per-model queries alone outlasted the evaluation interval.
+        due = self.store.due_windows(marks)
+        for name, windows in due.items():
+            runtime = self.runtimes[name]
+            for start, end in windows:
+                if self.store.claim_window(name, start, end, self.owner, stale):
                     outcomes.append(self.evaluate(runtime, start, end))
         return outcomes
 
@@ -151,11 +184,11 @@ class Evaluator:
         the same window; each writes the same results.
         """
         outcomes = []
-        for runtime in self.runtimes.values():
+        labelled = [r for r in self.runtimes.values() if r.config.labels.enabled]
+        marks = self.watermarks() if labelled else {}
+        for runtime in labelled:
             labels = runtime.config.labels
-            if not labels.enabled:
-                continue
-            mark = self.watermark(runtime)
+            mark = marks.get(runtime.name)
             if mark is None:
                 continue
             cutoff = mark - labels.max_delay
@@ -201,11 +234,14 @@ class Evaluator:
         The window is analysed on the runtime of the profile version its
         partials are binned on (``runtime`` names the model).
         """
+        began = time.perf_counter()
         merged = self._merged(runtime, start)
         runtime = self._runtime_for(runtime, start, merged.version)
         inputs = self.inputs(runtime, start, end, merged=merged)
         result = analyse(runtime, inputs, self._explainer(runtime))
         self.events.publish(WindowEvaluated(result=result, reevaluation=reevaluation))
+        features = 0 if result.drift is None else len(result.drift.features)
+        self.metrics.observe_evaluation(features, time.perf_counter() - began)
         if result.drift is not None:
             log.info(
                 "window %s [%s, %s): %d rows, drift share %.2f",
@@ -231,7 +267,12 @@ class Evaluator:
         """
         if merged is None:
             merged = self._merged(runtime, start)
-        labelled, with_request = self.store.label_coverage(runtime.name, start, end)
+        # Predictions are stored for label joins only (labels.enabled): without them the
+        # coverage and join queries find nothing, and were 2 of a window's 6 round trips.
+        joins = runtime.config.labels.enabled
+        labelled, with_request = (
+            self.store.label_coverage(runtime.name, start, end) if joins else (0, 0)
+        )
         version = merged.version
         reference = None if version is None else self._reference(runtime.name, version)
         enough = (
@@ -244,7 +285,7 @@ class Evaluator:
             merged=merged,
             labelled=labelled,
             predictions_stored=with_request,
-            joined=self.store.joined_with_times(runtime.name, start, end),
+            joined=self.store.joined_with_times(runtime.name, start, end) if joins else [],
             scores=self.store.scores_with_times(runtime.name, start, end)
             if section is not None and "score" in section.streams
             else [],
@@ -383,8 +424,12 @@ class MetricsObserver:
     an analysis decision (:func:`monitor.analyses.quality.estimated_metrics`).
     """
 
-    def __init__(self, metrics: Metrics) -> None:
+    def __init__(
+        self, metrics: Metrics, *, per_feature: Callable[[str], bool] = lambda _model: True
+    ) -> None:
         self.metrics = metrics
+        #: Whether a model (by name) exports per-feature series (``metrics.per_feature``).
+        self.per_feature = per_feature
 
     def __call__(self, event: WindowEvaluated) -> None:
         """Hand ``event``'s result to the metrics."""
@@ -395,4 +440,5 @@ class MetricsObserver:
             estimated_quality=estimated_metrics(estimate)
             if isinstance(estimate, EstimatedPerformance)
             else None,
+            per_feature=self.per_feature(result.model),
         )
