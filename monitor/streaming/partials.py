@@ -1,21 +1,63 @@
-"""A partial's stored payload (sketch, SHAP summary, CBPE sketch) and merging partials."""
+"""A partial's stored payload (sketch, SHAP summary, CBPE sketch) and merging partials.
+
+Stored format
+    A partial is written at every checkpoint, one per model, window and
+    partition, so its size decides how much the partials table grows. Since
+    format 2 the payload is :data:`MAGIC` followed by a zlib stream of a small
+    JSON header and a binary block holding the numeric sketches column by
+    column: per feature only the non-empty bins (delta-encoded indices and
+    their counts, as LEB128 varints), the missing, infinite and invalid
+    counts (varints) and the six float fields (little-endian float64, bit for
+    bit). Its size follows the records the partial holds, not the bin count:
+    100 records x 30 numeric features take about 3.5 KB instead of 68 KB.
+    Categorical sketches, the row sample, the SHAP summary and the CBPE sketch
+    stay in the header as their ``to_dict()`` JSON (compressed with the rest).
+
+    Payloads of format 1 (plain JSON of ``WindowSketch.to_dict()``, written
+    before) start with ``{`` and are still read, so existing databases need no
+    migration. Decoding is exact: ``partial_from_bytes(sketch_to_bytes(s))``
+    equals ``s`` field for field, floats included.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import zlib
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol, Self, TypeVar
 
+import numpy as np
+import numpy.typing as npt
 import orjson
 
 from detectors.attribution import AttributionSummary
+from detectors.errors import IncompatibleSketchError, check_version
 from detectors.performance import CBPESketch
 from detectors.profile import ReferenceProfile
-from detectors.sketch import WindowSketch
+from detectors.sample import RowSample
+from detectors.sketch import (
+    CategoricalSketch,
+    CategoricalSpec,
+    FeatureSketch,
+    FeatureSpec,
+    NumericSketch,
+    NumericSpec,
+    WindowSketch,
+)
 from monitor.analyses.model import ATTRIBUTION_KEY
 
 #: Key of a partial's CBPE sketch (the scores of its records) in its payload.
 PERFORMANCE_KEY = "performance"
+#: First bytes of a format-2 payload (format 1 is JSON and starts with ``{``).
+MAGIC = b"DLP\x02"
+#: Format name and version in a format-2 payload's header.
+PARTIAL_FORMAT = "driftline.partial"
+PARTIAL_FORMAT_VERSION = 2
+#: zlib level: 6 is within a few percent of 9's size at a third of its time here.
+_ZLIB_LEVEL = 6
+_FLOAT_FIELDS = ("min", "max", "total", "total_sq", "under_sum", "over_sum")
+
+UIntArray = npt.NDArray[np.uint64]
 
 
 class _Mergeable(Protocol):
@@ -54,29 +96,117 @@ def sketch_to_bytes(
     attribution: AttributionSummary | None = None,
     performance: CBPESketch | None = None,
 ) -> bytes:
-    """Serialise a partial sketch with the profile version whose bins it uses.
+    """Serialise a partial sketch with the profile version whose bins it uses (format 2).
 
-    ``attribution`` and ``performance`` go under the keys ``"attribution"``
-    and ``"performance"`` when given.
+    Returns :data:`MAGIC` and a zlib stream (see the module docstring).
+    ``attribution`` and ``performance`` go under the header keys
+    ``"attribution"`` and ``"performance"`` when given.
     """
-    data: dict[str, Any] = {"profile_version": profile_version, "sketch": sketch.to_dict()}
+    numeric = [(n, s) for n, s in sketch.features.items() if isinstance(s, NumericSketch)]
+    header: dict[str, Any] = {
+        "format": PARTIAL_FORMAT,
+        "version": PARTIAL_FORMAT_VERSION,
+        "profile_version": profile_version,
+        "rows": sketch.rows,
+        "order": list(sketch.features),
+        "numeric": [name for name, _ in numeric],
+        "n_bins": [s.counts.size for _, s in numeric],
+        "categorical": {
+            name: s.to_dict()
+            for name, s in sketch.features.items()
+            if isinstance(s, CategoricalSketch)
+        },
+    }
+    if sketch.sample is not None:
+        header["sample"] = sketch.sample.to_dict()
     if attribution is not None:
-        data[ATTRIBUTION_KEY] = attribution.to_dict()
+        header[ATTRIBUTION_KEY] = attribution.to_dict()
     if performance is not None:
-        data[PERFORMANCE_KEY] = performance.to_dict()
-    return orjson.dumps(data)
+        header[PERFORMANCE_KEY] = performance.to_dict()
+    head = orjson.dumps(header)
+    body = _numeric_block([s for _, s in numeric])
+    return MAGIC + zlib.compress(len(head).to_bytes(4, "little") + head + body, _ZLIB_LEVEL)
+
+
+def _numeric_block(sketches: list[NumericSketch]) -> bytes:
+    """The binary block of the numeric sketches: varints, then float64 fields."""
+    if not sketches:
+        return b""
+    present = [np.flatnonzero(s.counts) for s in sketches]
+    sizes = np.array([p.size for p in present], dtype=np.uint64)
+    # Bin indices ascend: store the first, then the gaps (small numbers, one byte mostly).
+    gaps = np.concatenate([np.diff(p, prepend=0) for p in present]).astype(np.uint64)
+    counts = np.concatenate([s.counts[p] for s, p in zip(sketches, present, strict=True)])
+    tallies = np.array(
+        [(s.missing, s.infinite, s.invalid) for s in sketches], dtype=np.uint64
+    ).ravel()
+    floats = np.array([[getattr(s, f) for f in _FLOAT_FIELDS] for s in sketches], dtype="<f8")
+    return b"".join(
+        (
+            encode_varints(sizes),
+            encode_varints(gaps),
+            encode_varints(counts.astype(np.uint64)),
+            encode_varints(tallies),
+            floats.tobytes(),
+        )
+    )
+
+
+def encode_varints(values: UIntArray) -> bytes:
+    """Return ``values`` (non-negative integers) as LEB128 varints: 7 bits a byte, low first."""
+    values = np.asarray(values, dtype=np.uint64)
+    if values.size == 0:
+        return b""
+    widths = np.ones(values.size, dtype=np.int64)
+    for k in range(1, 10):
+        widths += values >= np.uint64(1) << np.uint64(7 * k)
+    ends = np.cumsum(widths)
+    starts = ends - widths
+    out = np.zeros(int(ends[-1]), dtype=np.uint8)
+    for k in range(int(widths.max())):
+        longer = widths > k
+        byte = (values[longer] >> np.uint64(7 * k)) & np.uint64(0x7F)
+        more = (widths[longer] > k + 1).astype(np.uint64) << np.uint64(7)
+        out[starts[longer] + k] = (byte | more).astype(np.uint8)
+    return out.tobytes()
+
+
+def decode_varints(buffer: bytes, offset: int, count: int) -> tuple[UIntArray, int]:
+    """Return ``count`` varints of :func:`encode_varints` read from ``buffer[offset:]``.
+
+    Returns ``(values, offset after the last one)``; raises
+    :class:`~detectors.errors.IncompatibleSketchError` if the buffer holds fewer.
+    """
+    if count == 0:
+        return np.zeros(0, dtype=np.uint64), offset
+    data = np.frombuffer(buffer, dtype=np.uint8, offset=offset)
+    ends = np.flatnonzero(data < 0x80)[:count]
+    if ends.size < count:
+        raise IncompatibleSketchError("a stored partial is truncated (too few varints)")
+    starts = np.concatenate(([0], ends[:-1] + 1))
+    widths = ends - starts + 1
+    if int(widths.max()) > 10:
+        raise IncompatibleSketchError("a stored partial holds a varint longer than 64 bits")
+    values = np.zeros(count, dtype=np.uint64)
+    for k in range(int(widths.max())):
+        longer = widths > k
+        chunk = data[starts[longer] + k].astype(np.uint64) & np.uint64(0x7F)
+        values[longer] |= chunk << np.uint64(7 * k)
+    return values, offset + int(ends[-1]) + 1
 
 
 def partial_from_bytes(
     payload: bytes, profile_for: Callable[[int], ReferenceProfile]
 ) -> PartialPayload:
-    """Return the :class:`PartialPayload` of :func:`sketch_to_bytes` output.
+    """Return the :class:`PartialPayload` of :func:`sketch_to_bytes` output (format 1 or 2).
 
     ``profile_for`` returns the profile of a version (a mapping's
     ``__getitem__`` or a loader); the sketch is rebuilt on that profile's
     specs. The payload is parsed once.
     """
-    data = orjson.loads(payload)
+    if payload[: len(MAGIC)] == MAGIC:
+        return _from_format_2(payload, profile_for)
+    data = orjson.loads(payload)  # format 1: JSON
     version = int(data["profile_version"])
     attribution = data.get(ATTRIBUTION_KEY)
     performance = data.get(PERFORMANCE_KEY)
@@ -86,6 +216,94 @@ def partial_from_bytes(
         None if attribution is None else AttributionSummary.from_dict(attribution),
         None if performance is None else CBPESketch.from_dict(performance),
     )
+
+
+def _from_format_2(
+    payload: bytes, profile_for: Callable[[int], ReferenceProfile]
+) -> PartialPayload:
+    try:
+        raw = zlib.decompress(payload[len(MAGIC) :])
+    except zlib.error as exc:
+        raise IncompatibleSketchError(f"a stored partial is not readable: {exc}") from exc
+    size = int.from_bytes(raw[:4], "little")
+    header = orjson.loads(raw[4 : 4 + size])
+    check_version(header, PARTIAL_FORMAT, PARTIAL_FORMAT_VERSION)
+    version = int(header["profile_version"])
+    specs = profile_for(version).specs
+    numeric = _numeric_sketches(specs, header, raw, 4 + size)
+    features: dict[str, FeatureSketch] = {}
+    for name in header["order"]:
+        if name in numeric:
+            features[name] = numeric[name]
+            continue
+        spec = specs.get(name)
+        if not isinstance(spec, CategoricalSpec):
+            raise IncompatibleSketchError(f"feature {name!r} is not categorical in its profile")
+        features[name] = CategoricalSketch.from_dict(spec, header["categorical"][name])
+    sample = None
+    if header.get("sample") is not None:
+        sample = RowSample.from_dict(header["sample"])
+        unknown = [name for name in sample.columns if name not in specs]
+        if unknown:
+            raise IncompatibleSketchError(
+                f"the row sample has features the profile does not know: {', '.join(unknown)}"
+            )
+    attribution = header.get(ATTRIBUTION_KEY)
+    performance = header.get(PERFORMANCE_KEY)
+    return PartialPayload(
+        version,
+        WindowSketch(rows=int(header["rows"]), features=features, sample=sample),
+        None if attribution is None else AttributionSummary.from_dict(attribution),
+        None if performance is None else CBPESketch.from_dict(performance),
+    )
+
+
+def _numeric_sketches(
+    specs: Mapping[str, FeatureSpec], header: Mapping[str, Any], raw: bytes, offset: int
+) -> dict[str, NumericSketch]:
+    """Rebuild the numeric sketches of a format-2 payload from its binary block."""
+    names: list[str] = header["numeric"]
+    if not names:
+        return {}
+    n = len(names)
+    sizes, offset = decode_varints(raw, offset, n)
+    total = int(sizes.sum())
+    gaps, offset = decode_varints(raw, offset, total)
+    counts, offset = decode_varints(raw, offset, total)
+    tallies, offset = decode_varints(raw, offset, 3 * n)
+    if len(raw) - offset != 48 * n:
+        raise IncompatibleSketchError("a stored partial's numeric block has the wrong length")
+    floats = np.frombuffer(raw, dtype="<f8", offset=offset).reshape(n, 6)
+    bounds = np.concatenate(([0], np.cumsum(sizes))).astype(np.int64)
+    out: dict[str, NumericSketch] = {}
+    for i, (name, n_bins) in enumerate(zip(names, header["n_bins"], strict=True)):
+        spec = specs.get(name)
+        if not isinstance(spec, NumericSpec) or spec.n_bins != n_bins:
+            raise IncompatibleSketchError(
+                f"sketch of {name!r} has {n_bins} bins; its profile has "
+                f"{spec.n_bins if isinstance(spec, NumericSpec) else 'no numeric spec'}"
+            )
+        lo, hi = bounds[i], bounds[i + 1]
+        where = np.cumsum(gaps[lo:hi].astype(np.int64))
+        if where.size and int(where[-1]) >= n_bins:
+            raise IncompatibleSketchError(f"sketch of {name!r} has a bin beyond its spec's")
+        dense = np.zeros(n_bins, dtype=np.int64)
+        dense[where] = counts[lo:hi].astype(np.int64)
+        low, high, total_, total_sq, under, over = (float(v) for v in floats[i])
+        out[name] = NumericSketch(
+            spec=spec,
+            counts=dense,
+            missing=int(tallies[3 * i]),
+            infinite=int(tallies[3 * i + 1]),
+            invalid=int(tallies[3 * i + 2]),
+            min=low,
+            max=high,
+            total=total_,
+            total_sq=total_sq,
+            under_sum=under,
+            over_sum=over,
+        )
+    return out
 
 
 def sketch_from_bytes(
