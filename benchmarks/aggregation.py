@@ -3,16 +3,18 @@
 Usage::
 
     .venv/bin/python -m benchmarks.aggregation [--models 500] [--features 30] [--records 200000]
-        [--poll 2000] [--checkpoint-every 5] [--zipf 1.1] [--reference-rows 2000]
+        [--partitions 12] [--poll 2000] [--checkpoint-every 25] [--zipf 1.1] [--reference-rows 2000]
         [--profiles 500] [--window-s 60] [--rate 3000] [--seed 0] [--profile-out FILE]
 
 Builds a synthetic fleet of ``--models`` models with ``--features`` numeric
 features each (reference profiles built from seeded data; ``--profiles``
 distinct profiles, shared round-robin when fewer than the models), then feeds
 ``--records`` seeded prediction records through one real
-:class:`monitor.streaming.aggregate.PartitionState`, as the Ingestor does: in
-polls of ``--poll`` decoded records, with a checkpoint (``rows()``, then
-``mark_clean()`` and ``forget_closed()``) every ``--checkpoint-every`` polls.
+:class:`monitor.streaming.aggregate.PartitionState` per partition, as the Ingestor
+does: in polls of ``--poll`` decoded records (poll ``i`` from partition
+``i % --partitions``), with a checkpoint of every partition (``rows()``, then
+``mark_clean()`` and ``forget_closed()``) every ``--checkpoint-every`` polls
+(the default, 25 polls of 2,000, is the service's ``checkpoint_records``: 50,000).
 Traffic over models is Zipf-like (model ``k`` gets weight ``1 / k ** zipf``),
 event time advances at ``--rate`` records per second over 1-minute windows
 (``--window-s``); a few values are missing, infinite or strings.
@@ -105,25 +107,28 @@ def traffic(
 def run(
     runtimes: dict[str, ModelRuntime],
     records: list[PredictionRecord],
+    partitions: int,
     poll: int,
     checkpoint_every: int,
 ) -> tuple[float, float, float, list[tuple[int, int]]]:
     """Feed ``records`` in polls; return wall s, CPU s, s in rows(), and (rows, bytes) written."""
-    state = PartitionState(topic="predictions", partition=0)
+    states = [PartitionState(topic="predictions", partition=p) for p in range(partitions)]
     written: list[tuple[int, int]] = []
     in_rows = 0.0
     wall, cpu = time.perf_counter(), time.process_time()
     for n, first in enumerate(range(0, len(records), poll), start=1):
         batch = records[first : first + poll]
         offsets = range(first, first + len(batch))
-        state.add(runtimes, batch, first + len(batch), now=0.0, offsets=offsets)
+        states[(n - 1) % partitions].add(runtimes, batch, first + len(batch), 0.0, offsets)
         if n % checkpoint_every == 0 or first + poll >= len(records):
             t = time.perf_counter()
-            partials, _ = state.rows()
+            for state in states:
+                partials, _ = state.rows()
+                written.extend((row.rows, len(row.sketch)) for row in partials)
             in_rows += time.perf_counter() - t
-            written.extend((row.rows, len(row.sketch)) for row in partials)
-            state.mark_clean()
-            state.forget_closed(runtimes)
+            for state in states:
+                state.mark_clean()
+                state.forget_closed(runtimes)
     return time.perf_counter() - wall, time.process_time() - cpu, in_rows, written
 
 
@@ -133,8 +138,9 @@ def main() -> None:
     parser.add_argument("--models", type=int, default=500, help="models in the fleet")
     parser.add_argument("--features", type=int, default=30, help="numeric features per model")
     parser.add_argument("--records", type=int, default=200_000, help="records fed in all")
+    parser.add_argument("--partitions", type=int, default=12, help="partitions (one state each)")
     parser.add_argument("--poll", type=int, default=2000, help="decoded records per poll")
-    parser.add_argument("--checkpoint-every", type=int, default=5, help="polls per checkpoint")
+    parser.add_argument("--checkpoint-every", type=int, default=25, help="polls per checkpoint")
     parser.add_argument("--zipf", type=float, default=1.1, help="exponent of the model skew")
     parser.add_argument("--reference-rows", type=int, default=2000, help="rows per reference")
     parser.add_argument("--profiles", type=int, default=500, help="distinct reference profiles")
@@ -151,13 +157,16 @@ def main() -> None:
     records = traffic(list(runtimes), args.features, args.records, args.zipf, args.rate, args.seed)
     print(
         f"fleet: {args.models} models x {args.features} numeric features (+ prediction), "
-        f"{args.records:,} records, polls of {args.poll}, checkpoint every "
+        f"{args.records:,} records, {args.partitions} partitions, polls of {args.poll}, "
+        f"checkpoint every "
         f"{args.checkpoint_every} polls; setup {time.perf_counter() - t:.1f} s"
     )
     profiler = cProfile.Profile() if args.profile_out else None
     if profiler is not None:
         profiler.enable()
-    wall, cpu, in_rows, written = run(runtimes, records, args.poll, args.checkpoint_every)
+    wall, cpu, in_rows, written = run(
+        runtimes, records, args.partitions, args.poll, args.checkpoint_every
+    )
     if profiler is not None:
         profiler.disable()
         profiler.dump_stats(args.profile_out)

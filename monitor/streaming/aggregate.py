@@ -30,31 +30,152 @@ from detectors.attribution import AttributionSummary
 from detectors.performance import CBPESketch
 from detectors.profile import ReferenceProfile
 from detectors.sample import UInt64Array
-from detectors.sketch import WindowSketch
+from detectors.sketch import CategoricalSketch, WindowSketch
 from monitor.analyses.attribution import records_attribution
 from monitor.analyses.model import ModelRuntime, as_runtimes
 from monitor.records import PredictionRecord
 from monitor.store.rows import PartialRow, ProgressRow
-from monitor.streaming.partials import merge_optional, partial_from_bytes, sketch_to_bytes
-from monitor.streaming.sketching import record_keys, score_sketch, sketch_records
+from monitor.streaming.partials import (
+    NumericColumns,
+    columns_to_bytes,
+    merge_optional,
+    partial_from_bytes,
+    sketch_to_bytes,
+)
+from monitor.streaming.sketching import (
+    NumericAccumulator,
+    NumericLayout,
+    accumulate_numeric,
+    numeric_layout,
+    record_keys,
+    score_sketch,
+    sketch_records,
+)
 
 WindowKey = tuple[str, float]  # (model, window_start)
 
 
-@dataclass(slots=True)
 class Partial:
     """One model window's partial sketch in one partition, and the profile it is binned on.
 
     ``attribution`` sums the records' ``explanations`` for models whose
     attribution comes from them, ``performance`` is the CBPE sketch of their
     scores for models with a performance estimator (None otherwise).
+
+    For a model without a row sample the numeric columns live in a
+    :class:`~monitor.streaming.sketching.NumericAccumulator` (count arrays
+    updated in place, a poll at a time) and only the other columns in a
+    :class:`~detectors.sketch.WindowSketch`; :attr:`sketch` puts them together
+    when it is read (at a checkpoint). Otherwise the whole sketch is kept.
     """
 
-    window_end: float
-    profile_version: int
-    sketch: WindowSketch
-    attribution: AttributionSummary | None = None
-    performance: CBPESketch | None = None
+    __slots__ = (
+        "_built",
+        "_numeric",
+        "_rest",
+        "attribution",
+        "performance",
+        "profile_version",
+        "window_end",
+    )
+
+    def __init__(
+        self,
+        window_end: float,
+        profile_version: int,
+        sketch: WindowSketch,
+        attribution: AttributionSummary | None = None,
+        performance: CBPESketch | None = None,
+    ) -> None:
+        self.window_end = window_end
+        self.profile_version = profile_version
+        self.attribution = attribution
+        self.performance = performance
+        self._numeric: NumericAccumulator | None = None
+        self._built: WindowSketch | None = sketch
+        self._rest = sketch
+
+    @classmethod
+    def accumulating(
+        cls, window_end: float, profile_version: int, layout: NumericLayout, rest: WindowSketch
+    ) -> Partial:
+        """Return an empty partial whose numeric columns (``layout``) go to an accumulator.
+
+        ``rest`` is the empty sketch of the other columns.
+        """
+        partial = cls(window_end, profile_version, rest)
+        partial._numeric = NumericAccumulator.empty(layout)
+        partial._built = None
+        return partial
+
+    def accumulate(self, layout: NumericLayout) -> NumericAccumulator:
+        """Move the numeric columns into an accumulator (once); return it."""
+        if self._numeric is None:
+            sketch = self.sketch
+            names = set(layout.names)
+            self._numeric = NumericAccumulator.of(layout, dict(sketch.features))
+            rest = {n: f for n, f in sketch.features.items() if n not in names}
+            self._rest = WindowSketch(rows=sketch.rows, features=rest, sample=sketch.sample)
+        return self._numeric
+
+    @property
+    def numeric(self) -> NumericAccumulator | None:
+        """The accumulator of the numeric columns (None: they are in the kept sketch)."""
+        return self._numeric
+
+    @property
+    def sketch(self) -> WindowSketch:
+        """The partial's whole :class:`~detectors.sketch.WindowSketch`."""
+        if self._built is None:
+            assert self._numeric is not None  # only an accumulating partial clears _built
+            numeric = self._numeric.sketches()
+            rest = self._rest.features
+            order = self._numeric.layout.order
+            self._built = WindowSketch(
+                rows=self._rest.rows,
+                features={n: numeric[n] if n in numeric else rest[n] for n in order},
+                sample=self._rest.sample,
+            )
+        return self._built
+
+    @property
+    def rows(self) -> int:
+        """How many records the partial holds."""
+        return self._rest.rows
+
+    def to_bytes(self) -> bytes:
+        """Return the stored payload (:mod:`monitor.streaming.partials`, format 2)."""
+        if self._numeric is None:
+            return sketch_to_bytes(
+                self.profile_version, self._rest, self.attribution, self.performance
+            )
+        acc = self._numeric
+        layout = acc.layout
+        columns = NumericColumns(
+            names=layout.names,
+            n_bins=layout.n_bins,
+            counts=acc.counts,
+            tallies=acc.tallies,
+            floats=np.column_stack((acc.low, acc.high, acc.sums)),
+        )
+        others = {n: f for n, f in self._rest.features.items() if isinstance(f, CategoricalSketch)}
+        return columns_to_bytes(
+            self.profile_version,
+            self._rest.rows,
+            layout.order,
+            columns,
+            others,
+            self._rest.sample,
+            self.attribution,
+            self.performance,
+        )
+
+    def merge(self, sketch: WindowSketch, extras: Extras) -> None:
+        """Merge the sketch and extras of more rows (without the accumulated numeric columns)."""
+        self._rest = self._rest.merge(sketch)
+        self._built = None if self._numeric is not None else self._rest
+        self.attribution = merge_optional(self.attribution, extras.attribution)
+        self.performance = merge_optional(self.performance, extras.performance)
 
 
 class Extras(NamedTuple):
@@ -130,24 +251,50 @@ class PartitionState:
             for start, end in live:
                 groups[(model, start, end)].append(index)
         keys: UInt64Array | None = None
+        numeric: list[tuple[ModelRuntime, NumericAccumulator, list[PredictionRecord]]] = []
         for (model, start, end), members in groups.items():
             runtime = versions.at(model, start)
-            member_keys = None
+            key = (model, start)
+            known = self.partials.get(key)
+            if known is not None and known.profile_version != runtime.profile_version:
+                # A partial binned on an older profile cannot take new rows; its window keeps
+                # the old rows (evaluation reads each partial with its own profile version).
+                continue
+            chosen = [records[i] for i in members]
+            extras = Extras(
+                records_attribution(chosen) if runtime.explained_by_records else None,
+                score_sketch(runtime, chosen) if runtime.estimates_performance else None,
+            )
             if runtime.sample_size is not None:
                 if keys is None:
                     if offsets is None:
                         offsets = range(next_offset - len(records), next_offset)
                     keys = record_keys(self.partition, offsets)
-                member_keys = keys[members]
-            chosen = [records[i] for i in members]
-            sketch = sketch_records(
-                runtime, chosen, keys=member_keys, sample_bound=self._sample_bound(runtime, start)
-            )
-            extras = Extras(
-                records_attribution(chosen) if runtime.explained_by_records else None,
-                score_sketch(runtime, chosen) if runtime.estimates_performance else None,
-            )
-            self._merge(runtime, start, end, sketch, extras)
+                bound = self._sample_bound(runtime, start)
+                sketch = sketch_records(runtime, chosen, keys=keys[members], sample_bound=bound)
+                if known is None:
+                    self.partials[key] = Partial(end, runtime.profile_version, sketch, *extras)
+                else:
+                    known.merge(sketch, extras)
+            else:
+                layout = numeric_layout(runtime)
+                only_numeric = len(layout.names) == len(runtime.profile.specs)
+                if only_numeric:
+                    sketch = WindowSketch(rows=len(chosen), features={})
+                else:
+                    sketch = sketch_records(runtime, chosen, numeric=False)
+                if known is None:
+                    rest = (
+                        WindowSketch(rows=0, features={})
+                        if only_numeric
+                        else sketch_records(runtime, [], numeric=False)
+                    )
+                    known = Partial.accumulating(end, runtime.profile_version, layout, rest)
+                    self.partials[key] = known
+                numeric.append((runtime, known.accumulate(layout), chosen))
+                known.merge(sketch, extras)
+            self.dirty.add(key)
+        accumulate_numeric(numeric)
         self.max_event_time = high
         self.next_offset = next_offset
         if records:
@@ -167,25 +314,6 @@ class PartitionState:
             return None
         return None if known.sketch.sample is None else known.sketch.sample.bound
 
-    def _merge(
-        self, runtime: ModelRuntime, start: float, end: float, sketch: WindowSketch, extras: Extras
-    ) -> None:
-        key = (runtime.name, start)
-        known = self.partials.get(key)
-        if known is None or known.profile_version != runtime.profile_version:
-            # A partial binned on an older profile cannot take new rows; its window keeps
-            # the old rows (evaluation reads each partial with its own profile version).
-            if known is None:
-                self.partials[key] = Partial(
-                    end, runtime.profile_version, sketch, extras.attribution, extras.performance
-                )
-                self.dirty.add(key)
-            return
-        known.sketch = known.sketch.merge(sketch)
-        known.attribution = merge_optional(known.attribution, extras.attribution)
-        known.performance = merge_optional(known.performance, extras.performance)
-        self.dirty.add(key)
-
     def rows(self) -> tuple[list[PartialRow], list[ProgressRow]]:
         """Return the dirty partials and this partition's progress, for one checkpoint."""
         partials = [
@@ -195,13 +323,8 @@ class PartitionState:
                 window_end=self.partials[(model, start)].window_end,
                 topic=self.topic,
                 partition=self.partition,
-                sketch=sketch_to_bytes(
-                    self.partials[(model, start)].profile_version,
-                    self.partials[(model, start)].sketch,
-                    self.partials[(model, start)].attribution,
-                    self.partials[(model, start)].performance,
-                ),
-                rows=self.partials[(model, start)].sketch.rows,
+                sketch=self.partials[(model, start)].to_bytes(),
+                rows=self.partials[(model, start)].rows,
             )
             for model, start in sorted(self.dirty)
         ]

@@ -22,7 +22,7 @@ Stored format
 from __future__ import annotations
 
 import zlib
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol, Self, TypeVar
 
@@ -90,6 +90,42 @@ class PartialPayload:
     performance: CBPESketch | None = None
 
 
+@dataclass(frozen=True, slots=True, eq=False)
+class NumericColumns:
+    """The numeric sketches of a partial as arrays, column by column (what format 2 stores).
+
+    ``counts`` holds every column's bins one after the other (``n_bins`` each),
+    ``tallies`` the missing, infinite and invalid counts and ``floats`` the
+    minimum, maximum, total, total of squares, underflow and overflow sums.
+    """
+
+    names: tuple[str, ...]
+    n_bins: npt.NDArray[np.int64]
+    counts: npt.NDArray[np.int64]
+    tallies: npt.NDArray[np.int64]
+    floats: npt.NDArray[np.float64]
+
+    @classmethod
+    def of(cls, sketches: Mapping[str, NumericSketch]) -> NumericColumns:
+        """Return the columns of ``sketches`` (in their order)."""
+        values = list(sketches.values())
+        return cls(
+            names=tuple(sketches),
+            n_bins=np.array([s.counts.size for s in values], dtype=np.int64),
+            counts=(
+                np.concatenate([s.counts for s in values])
+                if values
+                else np.zeros(0, dtype=np.int64)
+            ),
+            tallies=np.array(
+                [(s.missing, s.infinite, s.invalid) for s in values], dtype=np.int64
+            ).reshape(-1, 3),
+            floats=np.array(
+                [[getattr(s, f) for f in _FLOAT_FIELDS] for s in values], dtype=np.float64
+            ).reshape(-1, 6),
+        )
+
+
 def sketch_to_bytes(
     profile_version: int,
     sketch: WindowSketch,
@@ -102,52 +138,77 @@ def sketch_to_bytes(
     ``attribution`` and ``performance`` go under the header keys
     ``"attribution"`` and ``"performance"`` when given.
     """
-    numeric = [(n, s) for n, s in sketch.features.items() if isinstance(s, NumericSketch)]
+    numeric = {n: s for n, s in sketch.features.items() if isinstance(s, NumericSketch)}
+    others = {n: s for n, s in sketch.features.items() if isinstance(s, CategoricalSketch)}
+    return columns_to_bytes(
+        profile_version,
+        sketch.rows,
+        list(sketch.features),
+        NumericColumns.of(numeric),
+        others,
+        sketch.sample,
+        attribution,
+        performance,
+    )
+
+
+def columns_to_bytes(
+    profile_version: int,
+    rows: int,
+    order: Sequence[str],
+    numeric: NumericColumns,
+    categorical: Mapping[str, CategoricalSketch],
+    sample: RowSample | None = None,
+    attribution: AttributionSummary | None = None,
+    performance: CBPESketch | None = None,
+) -> bytes:
+    """Like :func:`sketch_to_bytes` for a sketch given as its parts (``order``: feature order).
+
+    The ingest path keeps numeric columns as arrays (:class:`NumericColumns`)
+    and writes them without building a sketch object per column.
+    """
     header: dict[str, Any] = {
         "format": PARTIAL_FORMAT,
         "version": PARTIAL_FORMAT_VERSION,
         "profile_version": profile_version,
-        "rows": sketch.rows,
-        "order": list(sketch.features),
-        "numeric": [name for name, _ in numeric],
-        "n_bins": [s.counts.size for _, s in numeric],
-        "categorical": {
-            name: s.to_dict()
-            for name, s in sketch.features.items()
-            if isinstance(s, CategoricalSketch)
-        },
+        "rows": rows,
+        "order": list(order),
+        "numeric": list(numeric.names),
+        "n_bins": numeric.n_bins.tolist(),
+        "categorical": {name: s.to_dict() for name, s in categorical.items()},
     }
-    if sketch.sample is not None:
-        header["sample"] = sketch.sample.to_dict()
+    if sample is not None:
+        header["sample"] = sample.to_dict()
     if attribution is not None:
         header[ATTRIBUTION_KEY] = attribution.to_dict()
     if performance is not None:
         header[PERFORMANCE_KEY] = performance.to_dict()
     head = orjson.dumps(header)
-    body = _numeric_block([s for _, s in numeric])
+    body = _numeric_block(numeric)
     return MAGIC + zlib.compress(len(head).to_bytes(4, "little") + head + body, _ZLIB_LEVEL)
 
 
-def _numeric_block(sketches: list[NumericSketch]) -> bytes:
-    """The binary block of the numeric sketches: varints, then float64 fields."""
-    if not sketches:
+def _numeric_block(columns: NumericColumns) -> bytes:
+    """The binary block of the numeric columns: varints, then float64 fields."""
+    if not columns.names:
         return b""
-    present = [np.flatnonzero(s.counts) for s in sketches]
-    sizes = np.array([p.size for p in present], dtype=np.uint64)
-    # Bin indices ascend: store the first, then the gaps (small numbers, one byte mostly).
-    gaps = np.concatenate([np.diff(p, prepend=0) for p in present]).astype(np.uint64)
-    counts = np.concatenate([s.counts[p] for s, p in zip(sketches, present, strict=True)])
-    tallies = np.array(
-        [(s.missing, s.infinite, s.invalid) for s in sketches], dtype=np.uint64
-    ).ravel()
-    floats = np.array([[getattr(s, f) for f in _FLOAT_FIELDS] for s in sketches], dtype="<f8")
+    starts = np.concatenate(([0], np.cumsum(columns.n_bins)[:-1]))
+    present = np.flatnonzero(columns.counts)
+    column = np.searchsorted(starts, present, side="right") - 1
+    local = present - starts[column]
+    # Bin indices ascend within a column: store the first, then the gaps (one byte mostly).
+    gaps = np.diff(local, prepend=0)
+    first = np.ones(present.size, dtype=np.bool_)
+    first[1:] = column[1:] != column[:-1]
+    gaps[first] = local[first]
+    sizes = np.bincount(column, minlength=len(columns.names))
     return b"".join(
         (
-            encode_varints(sizes),
-            encode_varints(gaps),
-            encode_varints(counts.astype(np.uint64)),
-            encode_varints(tallies),
-            floats.tobytes(),
+            encode_varints(sizes.astype(np.uint64)),
+            encode_varints(gaps.astype(np.uint64)),
+            encode_varints(columns.counts[present].astype(np.uint64)),
+            encode_varints(columns.tallies.ravel().astype(np.uint64)),
+            columns.floats.astype("<f8").tobytes(),
         )
     )
 
