@@ -150,10 +150,12 @@ class Partial:
                 self.profile_version, self._rest, self.attribution, self.performance
             )
         acc = self._numeric
+        acc.fold()
         layout = acc.layout
         columns = NumericColumns(
             names=layout.names,
             n_bins=layout.n_bins,
+            index=acc.index,
             counts=acc.counts,
             tallies=acc.tallies,
             floats=np.column_stack((acc.low, acc.high, acc.sums)),
@@ -368,10 +370,18 @@ class PartitionState:
         """
         if self.max_event_time is None:
             return 0
-        before = len(self.partials)
-        for name, runtime in runtimes.items():
-            self.forget_before(name, self.max_event_time - runtime.window.allowed_lateness_s)
-        return before - len(self.partials)
+        # One pass over the partials (not one per model): hundreds of models share a partition.
+        lateness = {name: runtime.window.allowed_lateness_s for name, runtime in runtimes.items()}
+        closed = [
+            key
+            for key, partial in self.partials.items()
+            if key[0] in lateness
+            and partial.window_end <= self.max_event_time - lateness[key[0]]
+            and key not in self.dirty
+        ]
+        for key in closed:
+            del self.partials[key]
+        return len(closed)
 
     @classmethod
     def restore(

@@ -94,13 +94,16 @@ class PartialPayload:
 class NumericColumns:
     """The numeric sketches of a partial as arrays, column by column (what format 2 stores).
 
-    ``counts`` holds every column's bins one after the other (``n_bins`` each),
-    ``tallies`` the missing, infinite and invalid counts and ``floats`` the
-    minimum, maximum, total, total of squares, underflow and overflow sums.
+    The columns' bins are numbered one after the other (``n_bins`` each);
+    ``index`` holds the ascending numbers of the non-empty ones and ``counts``
+    their counts. ``tallies`` holds the missing, infinite and invalid counts
+    and ``floats`` the minimum, maximum, total, total of squares, underflow
+    and overflow sums of each column.
     """
 
     names: tuple[str, ...]
     n_bins: npt.NDArray[np.int64]
+    index: npt.NDArray[np.int64]
     counts: npt.NDArray[np.int64]
     tallies: npt.NDArray[np.int64]
     floats: npt.NDArray[np.float64]
@@ -109,14 +112,15 @@ class NumericColumns:
     def of(cls, sketches: Mapping[str, NumericSketch]) -> NumericColumns:
         """Return the columns of ``sketches`` (in their order)."""
         values = list(sketches.values())
+        dense = (
+            np.concatenate([s.counts for s in values]) if values else np.zeros(0, dtype=np.int64)
+        )
+        index = np.flatnonzero(dense).astype(np.int64)
         return cls(
             names=tuple(sketches),
             n_bins=np.array([s.counts.size for s in values], dtype=np.int64),
-            counts=(
-                np.concatenate([s.counts for s in values])
-                if values
-                else np.zeros(0, dtype=np.int64)
-            ),
+            index=index,
+            counts=dense[index],
             tallies=np.array(
                 [(s.missing, s.infinite, s.invalid) for s in values], dtype=np.int64
             ).reshape(-1, 3),
@@ -173,10 +177,11 @@ def columns_to_bytes(
         "profile_version": profile_version,
         "rows": rows,
         "order": list(order),
-        "numeric": list(numeric.names),
-        "n_bins": numeric.n_bins.tolist(),
+        "bins": int(numeric.n_bins.sum()),  # checked against the profile on reading
         "categorical": {name: s.to_dict() for name, s in categorical.items()},
     }
+    if list(numeric.names) != [name for name in order if name not in categorical]:
+        raise ValueError("the numeric columns must be the columns of order not categorical")
     if sample is not None:
         header["sample"] = sample.to_dict()
     if attribution is not None:
@@ -185,7 +190,8 @@ def columns_to_bytes(
         header[PERFORMANCE_KEY] = performance.to_dict()
     head = orjson.dumps(header)
     body = _numeric_block(numeric)
-    return MAGIC + zlib.compress(len(head).to_bytes(4, "little") + head + body, _ZLIB_LEVEL)
+    packer = zlib.compressobj(_ZLIB_LEVEL, zlib.DEFLATED, 15, 9)
+    return MAGIC + packer.compress(len(head).to_bytes(4, "little") + head + body) + packer.flush()
 
 
 def _numeric_block(columns: NumericColumns) -> bytes:
@@ -193,7 +199,7 @@ def _numeric_block(columns: NumericColumns) -> bytes:
     if not columns.names:
         return b""
     starts = np.concatenate(([0], np.cumsum(columns.n_bins)[:-1]))
-    present = np.flatnonzero(columns.counts)
+    present = columns.index
     column = np.searchsorted(starts, present, side="right") - 1
     local = present - starts[column]
     # Bin indices ascend within a column: store the first, then the gaps (one byte mostly).
@@ -206,7 +212,7 @@ def _numeric_block(columns: NumericColumns) -> bytes:
         (
             encode_varints(sizes.astype(np.uint64)),
             encode_varints(gaps.astype(np.uint64)),
-            encode_varints(columns.counts[present].astype(np.uint64)),
+            encode_varints(columns.counts.astype(np.uint64)),
             encode_varints(columns.tallies.ravel().astype(np.uint64)),
             columns.floats.astype("<f8").tobytes(),
         )
@@ -218,6 +224,8 @@ def encode_varints(values: UIntArray) -> bytes:
     values = np.asarray(values, dtype=np.uint64)
     if values.size == 0:
         return b""
+    if int(values.max()) < 0x80:  # the usual case: gaps and counts of small partials
+        return values.astype(np.uint8).tobytes()
     widths = np.ones(values.size, dtype=np.int64)
     for k in range(1, 10):
         widths += values >= np.uint64(1) << np.uint64(7 * k)
@@ -323,10 +331,17 @@ def _numeric_sketches(
     specs: Mapping[str, FeatureSpec], header: Mapping[str, Any], raw: bytes, offset: int
 ) -> dict[str, NumericSketch]:
     """Rebuild the numeric sketches of a format-2 payload from its binary block."""
-    names: list[str] = header["numeric"]
+    categorical = header["categorical"]
+    names = [name for name in header["order"] if name not in categorical]
     if not names:
         return {}
     n = len(names)
+    kinds = [specs.get(name) for name in names]
+    numeric = [spec for spec in kinds if isinstance(spec, NumericSpec)]
+    if len(numeric) != n or sum(spec.n_bins for spec in numeric) != header["bins"]:
+        raise IncompatibleSketchError(
+            "a stored partial's numeric columns do not match its profile's numeric features"
+        )
     sizes, offset = decode_varints(raw, offset, n)
     total = int(sizes.sum())
     gaps, offset = decode_varints(raw, offset, total)
@@ -337,13 +352,8 @@ def _numeric_sketches(
     floats = np.frombuffer(raw, dtype="<f8", offset=offset).reshape(n, 6)
     bounds = np.concatenate(([0], np.cumsum(sizes))).astype(np.int64)
     out: dict[str, NumericSketch] = {}
-    for i, (name, n_bins) in enumerate(zip(names, header["n_bins"], strict=True)):
-        spec = specs.get(name)
-        if not isinstance(spec, NumericSpec) or spec.n_bins != n_bins:
-            raise IncompatibleSketchError(
-                f"sketch of {name!r} has {n_bins} bins; its profile has "
-                f"{spec.n_bins if isinstance(spec, NumericSpec) else 'no numeric spec'}"
-            )
+    for i, (name, spec) in enumerate(zip(names, numeric, strict=True)):
+        n_bins = spec.n_bins
         lo, hi = bounds[i], bounds[i + 1]
         where = np.cumsum(gaps[lo:hi].astype(np.int64))
         if where.size and int(where[-1]) >= n_bins:

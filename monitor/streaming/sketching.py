@@ -6,7 +6,7 @@ import logging
 import math
 from collections import Counter
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from operator import itemgetter
 from typing import Any
 
@@ -219,10 +219,16 @@ class _EdgeArena:
     """The edges of every numeric spec seen, concatenated once (append-only)."""
 
     def __init__(self) -> None:
-        self.edges: FloatArray = np.zeros(0, dtype=np.float64)
+        self._buffer: FloatArray = np.full(1, np.inf)
+        self._used = 0  # edges stored; the element after them is the +inf sentinel
         # id(spec) -> (spec, start); the spec is kept so that its id stays unique.
         self._where: dict[int, tuple[NumericSpec, int]] = {}
         self._layouts: dict[int, tuple[object, NumericLayout]] = {}
+
+    @property
+    def edges(self) -> FloatArray:
+        """Every stored column's edges, one after the other, and a trailing +inf."""
+        return self._buffer[: self._used + 1]
 
     def layout(self, runtime: ModelRuntime) -> NumericLayout:
         """Return the :class:`NumericLayout` of ``runtime``'s profile (built once per profile)."""
@@ -232,14 +238,9 @@ class _EdgeArena:
             return known[1]
         specs = profile.specs
         numeric = [(n, s) for n, s in specs.items() if isinstance(s, NumericSpec)]
-        new = [s for _, s in numeric if id(s) not in self._where]
-        if new:
-            start = max(self.edges.size - 1, 0)
-            for spec in new:
-                self._where[id(spec)] = (spec, start)
-                start += spec.edges.size
-            # One trailing element past the last column's edges: the search reads it.
-            self.edges = np.concatenate([self.edges[:-1], *(s.edges for s in new), [np.inf]])
+        for _, spec in numeric:
+            if id(spec) not in self._where:
+                self._append(spec)
         n_bins = np.array([s.n_bins for _, s in numeric], dtype=np.int64)
         starts = np.concatenate(([0], np.cumsum(n_bins)[:-1])).astype(np.int64)
         layout = NumericLayout(
@@ -257,6 +258,18 @@ class _EdgeArena:
         self._layouts[id(profile)] = (profile, layout)
         return layout
 
+    def _append(self, spec: NumericSpec) -> None:
+        size = spec.edges.size
+        if self._used + size + 1 > self._buffer.size:
+            # Doubling keeps registering many profiles linear, not quadratic, in their edges.
+            grown = np.full(max(2 * self._buffer.size, self._used + size + 1), np.inf)
+            grown[: self._used] = self._buffer[: self._used]
+            self._buffer = grown
+        self._buffer[self._used : self._used + size] = spec.edges
+        self._buffer[self._used + size] = np.inf
+        self._where[id(spec)] = (spec, self._used)
+        self._used += size
+
 
 _ARENA = _EdgeArena()
 
@@ -266,21 +279,32 @@ def numeric_layout(runtime: ModelRuntime) -> NumericLayout:
     return _ARENA.layout(runtime)
 
 
+#: Pending bin positions an accumulator holds before it folds them into its counts.
+FOLD_AFTER = 1 << 16
+
+
 @dataclass(slots=True, eq=False)
 class NumericAccumulator:
     """The numeric part of a partial: per-column counts and figures, updated in place.
 
     Holds exactly what the :class:`~detectors.sketch.NumericSketch` of each
-    numeric column holds (:meth:`sketches` builds them); the count arrays add
-    up exactly, the float sums up to addition order.
+    numeric column holds (:meth:`sketches` builds them); the counts add up
+    exactly, the float sums up to addition order. Counts are sparse: the
+    ascending flat positions of the non-empty bins (``index``, positions in
+    the layout's flat array) and their ``counts``, plus the positions of the
+    values added since the last :meth:`fold`. A partial of a few records thus
+    takes a few hundred bytes of memory, not a dense array per column.
     """
 
     layout: NumericLayout
+    index: npt.NDArray[np.int64]
     counts: npt.NDArray[np.int64]
     tallies: npt.NDArray[np.int64]  # columns x (missing, infinite, invalid)
     low: FloatArray
     high: FloatArray
     sums: FloatArray  # columns x (total, total_sq, under_sum, over_sum)
+    pending: list[npt.NDArray[np.int64]] = field(default_factory=list)
+    pending_size: int = 0
 
     @classmethod
     def empty(cls, layout: NumericLayout) -> NumericAccumulator:
@@ -288,7 +312,8 @@ class NumericAccumulator:
         columns = len(layout.names)
         return cls(
             layout=layout,
-            counts=np.zeros(layout.size, dtype=np.int64),
+            index=np.zeros(0, dtype=np.int64),
+            counts=np.zeros(0, dtype=np.int64),
             tallies=np.zeros((columns, 3), dtype=np.int64),
             low=np.full(columns, np.nan),
             high=np.full(columns, np.nan),
@@ -299,20 +324,53 @@ class NumericAccumulator:
     def of(cls, layout: NumericLayout, sketches: dict[str, FeatureSketch]) -> NumericAccumulator:
         """Return the accumulator holding the numeric ``sketches`` (one per layout column)."""
         acc = cls.empty(layout)
+        dense = np.zeros(layout.size, dtype=np.int64)
         for i, name in enumerate(layout.names):
             s = sketches[name]
             if not isinstance(s, NumericSketch):
                 raise TypeError(f"feature {name!r} is not numeric")
             start = layout.starts[i]
-            acc.counts[start : start + layout.n_bins[i]] = s.counts
+            dense[start : start + layout.n_bins[i]] = s.counts
             acc.tallies[i] = (s.missing, s.infinite, s.invalid)
             acc.low[i], acc.high[i] = s.min, s.max
             acc.sums[i] = (s.total, s.total_sq, s.under_sum, s.over_sum)
+        acc.index = np.flatnonzero(dense).astype(np.int64)
+        acc.counts = dense[acc.index]
         return acc
+
+    def add(self, positions: npt.NDArray[np.int64]) -> None:
+        """Count one value in the bin at each flat position (folded later)."""
+        if positions.size:
+            self.pending.append(positions)
+            self.pending_size += positions.size
+            if self.pending_size >= FOLD_AFTER:
+                self.fold()
+
+    def fold(self) -> None:
+        """Fold the pending positions into ``index``/``counts``."""
+        if not self.pending:
+            return
+        positions = np.concatenate([self.index, *self.pending])
+        weights = np.concatenate([self.counts, np.ones(self.pending_size, dtype=np.int64)])
+        order = np.argsort(positions, kind="stable")
+        positions = positions[order]
+        first = np.flatnonzero(np.concatenate(([True], positions[1:] != positions[:-1])))
+        self.index = positions[first]
+        self.counts = np.add.reduceat(weights[order], first)
+        self.pending = []
+        self.pending_size = 0
+
+    def dense(self) -> npt.NDArray[np.int64]:
+        """Return every column's bin counts, one after the other (``layout.size`` counts)."""
+        self.fold()
+        out = np.zeros(self.layout.size, dtype=np.int64)
+        out[self.index] = self.counts
+        return out
 
     def sketches(self) -> dict[str, NumericSketch]:
         """Return one :class:`~detectors.sketch.NumericSketch` per numeric column."""
         layout = self.layout
+        dense = self.dense()
         out = {}
         for i, (name, spec) in enumerate(zip(layout.names, layout.specs, strict=True)):
             start = int(layout.starts[i])
@@ -320,7 +378,7 @@ class NumericAccumulator:
             total, total_sq, under, over = (float(v) for v in self.sums[i])
             out[name] = NumericSketch(
                 spec=spec,
-                counts=self.counts[start : start + int(layout.n_bins[i])].copy(),
+                counts=dense[start : start + int(layout.n_bins[i])],
                 missing=missing,
                 infinite=infinite,
                 invalid=invalid,
@@ -484,7 +542,7 @@ def accumulate_numeric(
             continue
         end = offset + n * width
         where = np.repeat(acc.layout.starts, n) + bins[offset:end]
-        np.add.at(acc.counts, where[finite[offset:end]], 1)
+        acc.add(where[finite[offset:end]])
         cols = slice(column, column + width)
         acc.tallies[:, 0] += tallies[cols, 0] - invalid
         acc.tallies[:, 1] += tallies[cols, 1]
