@@ -18,6 +18,7 @@ from monitor.analyses.model import ModelRuntime
 from monitor.analyses.reference import build_profile
 from monitor.config.service import ModelConfig
 from monitor.records import PredictionRecord
+from monitor.streaming import sketching
 from monitor.streaming.aggregate import PartitionState
 from monitor.streaming.partials import partial_from_bytes
 from monitor.streaming.sketching import sketch_records
@@ -153,3 +154,14 @@ def test_a_sketch_read_between_polls_is_not_stale() -> None:
     assert state.partials[key].sketch.rows == 100
     state.add(runtimes, records[100:], 300, now=0.0)
     assert_same(state.partials[key].sketch, per_window(runtimes, records)[key])
+
+
+def test_accumulators_that_fold_often_count_the_same(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(sketching, "FOLD_AFTER", 7)  # fold after almost every poll
+    runtimes = {f"m{i}": model(f"m{i}", i) for i in range(3)}
+    records = traffic(runtimes, 900, 11)
+    state = PartitionState(topic="t", partition=0)
+    for lo in range(0, 900, 50):
+        state.add(runtimes, records[lo : lo + 50], lo + 50, now=0.0)
+    for key, sketch in per_window(runtimes, records).items():
+        assert_same(state.partials[key].sketch, sketch)

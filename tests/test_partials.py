@@ -26,9 +26,12 @@ from monitor.config.service import ModelConfig
 from monitor.records import PredictionRecord
 from monitor.streaming.partials import (
     MAGIC,
+    NumericColumns,
+    PartialParts,
     decode_varints,
     encode_varints,
     partial_from_bytes,
+    parts_to_bytes,
     sketch_to_bytes,
 )
 from monitor.streaming.sketching import record_keys, sketch_records
@@ -207,3 +210,36 @@ def test_a_newer_partial_format_is_refused() -> None:
     newer = MAGIC + zlib.compress(len(head).to_bytes(4, "little") + head + raw[4 + size :])
     with pytest.raises(StateVersionError, match="upgrade driftline"):
         partial_from_bytes(newer, lambda version: TINY)  # type: ignore[arg-type,return-value]
+
+
+def test_many_partials_encoded_together_are_the_partials_encoded_alone() -> None:
+    runtime, records = fleet_model(seed=3)
+    only_categorical = WindowSketch(
+        rows=4, features={"c": CategoricalSketch.from_counts(C, {"a": 3, "q": 1})}
+    )
+    sketches = [
+        sketch_records(runtime, records[:1]),
+        tiny_sketch(),
+        only_categorical,
+        sketch_records(runtime, records),
+        sketch_records(runtime, []),
+    ]
+    alone = [sketch_to_bytes(2, s) for s in sketches]
+    together = parts_to_bytes(
+        [
+            PartialParts(
+                2,
+                s.rows,
+                list(s.features),
+                NumericColumns.of(
+                    {n: f for n, f in s.features.items() if isinstance(f, NumericSketch)}
+                ),
+                {n: f for n, f in s.features.items() if isinstance(f, CategoricalSketch)},
+            )
+            for s in sketches
+        ]
+    )
+    assert together == alone
+    for payload, sketch in zip(alone, sketches, strict=True):
+        profile = TINY if "f00" not in sketch.features else runtime.profile
+        assert partial_from_bytes(payload, lambda v, p=profile: p).sketch == sketch  # type: ignore[arg-type,misc]

@@ -30,22 +30,23 @@ from detectors.attribution import AttributionSummary
 from detectors.performance import CBPESketch
 from detectors.profile import ReferenceProfile
 from detectors.sample import UInt64Array
-from detectors.sketch import CategoricalSketch, WindowSketch
+from detectors.sketch import CategoricalSketch, NumericSketch, WindowSketch
 from monitor.analyses.attribution import records_attribution
 from monitor.analyses.model import ModelRuntime, as_runtimes
 from monitor.records import PredictionRecord
 from monitor.store.rows import PartialRow, ProgressRow
 from monitor.streaming.partials import (
     NumericColumns,
-    columns_to_bytes,
+    PartialParts,
     merge_optional,
     partial_from_bytes,
-    sketch_to_bytes,
+    parts_to_bytes,
 )
 from monitor.streaming.sketching import (
     NumericAccumulator,
     NumericLayout,
     accumulate_numeric,
+    fold_all,
     numeric_layout,
     record_keys,
     score_sketch,
@@ -143,34 +144,44 @@ class Partial:
         """How many records the partial holds."""
         return self._rest.rows
 
-    def to_bytes(self) -> bytes:
-        """Return the stored payload (:mod:`monitor.streaming.partials`, format 2)."""
+    def parts(self) -> PartialParts:
+        """Return the parts of the stored payload (:func:`~.partials.parts_to_bytes` writes them).
+
+        Fold the accumulator first (:func:`~monitor.streaming.sketching.fold_all`).
+        """
+        rest = self._rest
         if self._numeric is None:
-            return sketch_to_bytes(
-                self.profile_version, self._rest, self.attribution, self.performance
+            numeric = {n: f for n, f in rest.features.items() if isinstance(f, NumericSketch)}
+            columns = NumericColumns.of(numeric)
+            order: Sequence[str] = list(rest.features)
+        else:
+            acc = self._numeric
+            acc.fold()
+            layout = acc.layout
+            columns = NumericColumns(
+                names=layout.names,
+                n_bins=layout.n_bins,
+                index=acc.index,
+                counts=acc.counts,
+                tallies=acc.tallies,
+                floats=np.column_stack((acc.low, acc.high, acc.sums)),
             )
-        acc = self._numeric
-        acc.fold()
-        layout = acc.layout
-        columns = NumericColumns(
-            names=layout.names,
-            n_bins=layout.n_bins,
-            index=acc.index,
-            counts=acc.counts,
-            tallies=acc.tallies,
-            floats=np.column_stack((acc.low, acc.high, acc.sums)),
-        )
-        others = {n: f for n, f in self._rest.features.items() if isinstance(f, CategoricalSketch)}
-        return columns_to_bytes(
+            order = layout.order
+        others = {n: f for n, f in rest.features.items() if isinstance(f, CategoricalSketch)}
+        return PartialParts(
             self.profile_version,
-            self._rest.rows,
-            layout.order,
+            rest.rows,
+            order,
             columns,
             others,
-            self._rest.sample,
+            rest.sample,
             self.attribution,
             self.performance,
         )
+
+    def to_bytes(self) -> bytes:
+        """Return the stored payload (:mod:`monitor.streaming.partials`, format 2)."""
+        return parts_to_bytes([self.parts()])[0]
 
     def merge(self, sketch: WindowSketch, extras: Extras) -> None:
         """Merge the sketch and extras of more rows (without the accumulated numeric columns)."""
@@ -318,17 +329,21 @@ class PartitionState:
 
     def rows(self) -> tuple[list[PartialRow], list[ProgressRow]]:
         """Return the dirty partials and this partition's progress, for one checkpoint."""
+        keys = sorted(self.dirty)
+        chosen = [self.partials[key] for key in keys]
+        fold_all([p.numeric for p in chosen if p.numeric is not None])
+        payloads = parts_to_bytes([p.parts() for p in chosen])
         partials = [
             PartialRow(
                 model=model,
                 window_start=start,
-                window_end=self.partials[(model, start)].window_end,
+                window_end=partial.window_end,
                 topic=self.topic,
                 partition=self.partition,
-                sketch=self.partials[(model, start)].to_bytes(),
-                rows=self.partials[(model, start)].rows,
+                sketch=payload,
+                rows=partial.rows,
             )
-            for model, start in sorted(self.dirty)
+            for (model, start), partial, payload in zip(keys, chosen, payloads, strict=True)
         ]
         row = self.progress_row()
         progress = [row] if self.progress_dirty and row is not None else []

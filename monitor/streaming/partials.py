@@ -21,6 +21,7 @@ Stored format
 
 from __future__ import annotations
 
+import itertools
 import zlib
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -156,6 +157,24 @@ def sketch_to_bytes(
     )
 
 
+@dataclass(frozen=True, slots=True, eq=False)
+class PartialParts:
+    """A partial given as its parts: what :func:`parts_to_bytes` writes.
+
+    ``order`` is the order of all features; the numeric ones (``numeric``, in
+    that order) are the features of ``order`` that are not in ``categorical``.
+    """
+
+    profile_version: int
+    rows: int
+    order: Sequence[str]
+    numeric: NumericColumns
+    categorical: Mapping[str, CategoricalSketch]
+    sample: RowSample | None = None
+    attribution: AttributionSummary | None = None
+    performance: CBPESketch | None = None
+
+
 def columns_to_bytes(
     profile_version: int,
     rows: int,
@@ -166,67 +185,104 @@ def columns_to_bytes(
     attribution: AttributionSummary | None = None,
     performance: CBPESketch | None = None,
 ) -> bytes:
-    """Like :func:`sketch_to_bytes` for a sketch given as its parts (``order``: feature order).
+    """Like :func:`sketch_to_bytes` for a sketch given as its parts (``order``: feature order)."""
+    parts = PartialParts(
+        profile_version, rows, order, numeric, categorical, sample, attribution, performance
+    )
+    return parts_to_bytes([parts])[0]
 
-    The ingest path keeps numeric columns as arrays (:class:`NumericColumns`)
-    and writes them without building a sketch object per column.
+
+def parts_to_bytes(partials: Sequence[PartialParts]) -> list[bytes]:
+    """Serialise many partials (format 2), their numeric blocks encoded in one pass.
+
+    A checkpoint writes one partial per model, window and partition: hundreds
+    at once, most of a few records. Encoding their numeric columns together
+    leaves zlib and the JSON header as the only per-partial work.
     """
-    header: dict[str, Any] = {
-        "format": PARTIAL_FORMAT,
-        "version": PARTIAL_FORMAT_VERSION,
-        "profile_version": profile_version,
-        "rows": rows,
-        "order": list(order),
-        "bins": int(numeric.n_bins.sum()),  # checked against the profile on reading
-        "categorical": {name: s.to_dict() for name, s in categorical.items()},
-    }
-    if list(numeric.names) != [name for name in order if name not in categorical]:
-        raise ValueError("the numeric columns must be the columns of order not categorical")
-    if sample is not None:
-        header["sample"] = sample.to_dict()
-    if attribution is not None:
-        header[ATTRIBUTION_KEY] = attribution.to_dict()
-    if performance is not None:
-        header[PERFORMANCE_KEY] = performance.to_dict()
-    head = orjson.dumps(header)
-    body = _numeric_block(numeric)
-    packer = zlib.compressobj(_ZLIB_LEVEL, zlib.DEFLATED, 15, 9)
-    return MAGIC + packer.compress(len(head).to_bytes(4, "little") + head + body) + packer.flush()
+    blocks = _numeric_blocks([p.numeric for p in partials])
+    out = []
+    for partial, body in zip(partials, blocks, strict=True):
+        numeric, categorical = partial.numeric, partial.categorical
+        if list(numeric.names) != [n for n in partial.order if n not in categorical]:
+            raise ValueError("the numeric columns must be the columns of order not categorical")
+        header: dict[str, Any] = {
+            "format": PARTIAL_FORMAT,
+            "version": PARTIAL_FORMAT_VERSION,
+            "profile_version": partial.profile_version,
+            "rows": partial.rows,
+            "order": list(partial.order),
+            "bins": int(numeric.n_bins.sum()),  # checked against the profile on reading
+            "categorical": {name: s.to_dict() for name, s in categorical.items()},
+        }
+        if partial.sample is not None:
+            header["sample"] = partial.sample.to_dict()
+        if partial.attribution is not None:
+            header[ATTRIBUTION_KEY] = partial.attribution.to_dict()
+        if partial.performance is not None:
+            header[PERFORMANCE_KEY] = partial.performance.to_dict()
+        head = orjson.dumps(header)
+        packer = zlib.compressobj(_ZLIB_LEVEL, zlib.DEFLATED, 15, 9)
+        packed = packer.compress(len(head).to_bytes(4, "little") + head + body) + packer.flush()
+        out.append(MAGIC + packed)
+    return out
 
 
-def _numeric_block(columns: NumericColumns) -> bytes:
-    """The binary block of the numeric columns: varints, then float64 fields."""
-    if not columns.names:
-        return b""
-    starts = np.concatenate(([0], np.cumsum(columns.n_bins)[:-1]))
-    present = columns.index
-    column = np.searchsorted(starts, present, side="right") - 1
-    local = present - starts[column]
+def _numeric_blocks(partials: Sequence[NumericColumns]) -> list[bytes]:
+    """The binary block of each partial's numeric columns: varints, then float64 fields."""
+    if not partials:
+        return []
+    widths = np.array([len(c.names) for c in partials], dtype=np.int64)  # columns per partial
+    n_bins = np.concatenate([c.n_bins for c in partials]).astype(np.int64)
+    # Number every bin of every partial one after the other: one search finds all columns.
+    col_starts = np.concatenate(([0], np.cumsum(n_bins)[:-1])).astype(np.int64)
+    first_col = np.concatenate(([0], np.cumsum(widths)[:-1])).astype(np.int64)
+    flat_base = np.append(col_starts, np.sum(n_bins))[first_col]
+    nnz = np.array([c.index.size for c in partials], dtype=np.int64)
+    present = np.concatenate([c.index for c in partials]).astype(np.int64)
+    present += np.repeat(flat_base, nnz)
+    column = np.searchsorted(col_starts, present, side="right") - 1
+    local = present - col_starts[column]
     # Bin indices ascend within a column: store the first, then the gaps (one byte mostly).
     gaps = np.diff(local, prepend=0)
     first = np.ones(present.size, dtype=np.bool_)
     first[1:] = column[1:] != column[:-1]
     gaps[first] = local[first]
-    sizes = np.bincount(column, minlength=len(columns.names))
-    return b"".join(
-        (
-            encode_varints(sizes.astype(np.uint64)),
-            encode_varints(gaps.astype(np.uint64)),
-            encode_varints(columns.counts.astype(np.uint64)),
-            encode_varints(columns.tallies.ravel().astype(np.uint64)),
-            columns.floats.astype("<f8").tobytes(),
-        )
+    sizes = np.bincount(column, minlength=n_bins.size)
+    counts = np.concatenate([c.counts for c in partials])
+    tallies = np.concatenate([c.tallies.ravel() for c in partials])
+    floats = np.concatenate([c.floats.ravel() for c in partials]).astype("<f8").tobytes()
+    streams = (
+        _split_varints(sizes, widths),
+        _split_varints(gaps, nnz),
+        _split_varints(counts, nnz),
+        _split_varints(tallies, 3 * widths),
     )
+    float_bounds = np.concatenate(([0], np.cumsum(48 * widths))).tolist()
+    return [
+        b"".join((*(stream[i] for stream in streams), floats[lo:hi]))
+        for i, (lo, hi) in enumerate(itertools.pairwise(float_bounds))
+    ]
+
+
+def _split_varints(values: npt.NDArray[Any], segments: npt.NDArray[np.int64]) -> list[bytes]:
+    """Encode ``values`` as varints and cut the bytes into ``segments`` (counts of values)."""
+    encoded, widths = _varints(np.asarray(values, dtype=np.uint64))
+    value_bounds = np.concatenate(([0], np.cumsum(segments)))
+    byte_bounds = np.concatenate(([0], np.cumsum(widths)))[value_bounds].tolist()
+    data = encoded.tobytes()
+    return [data[lo:hi] for lo, hi in itertools.pairwise(byte_bounds)]
 
 
 def encode_varints(values: UIntArray) -> bytes:
     """Return ``values`` (non-negative integers) as LEB128 varints: 7 bits a byte, low first."""
-    values = np.asarray(values, dtype=np.uint64)
-    if values.size == 0:
-        return b""
-    if int(values.max()) < 0x80:  # the usual case: gaps and counts of small partials
-        return values.astype(np.uint8).tobytes()
+    return _varints(np.asarray(values, dtype=np.uint64))[0].tobytes()
+
+
+def _varints(values: UIntArray) -> tuple[npt.NDArray[np.uint8], npt.NDArray[np.int64]]:
+    """The varint bytes of ``values`` and how many bytes each value took."""
     widths = np.ones(values.size, dtype=np.int64)
+    if values.size == 0 or int(values.max()) < 0x80:  # the usual case: one byte each
+        return values.astype(np.uint8), widths
     for k in range(1, 10):
         widths += values >= np.uint64(1) << np.uint64(7 * k)
     ends = np.cumsum(widths)
@@ -237,7 +293,7 @@ def encode_varints(values: UIntArray) -> bytes:
         byte = (values[longer] >> np.uint64(7 * k)) & np.uint64(0x7F)
         more = (widths[longer] > k + 1).astype(np.uint64) << np.uint64(7)
         out[starts[longer] + k] = (byte | more).astype(np.uint8)
-    return out.tobytes()
+    return out, widths
 
 
 def decode_varints(buffer: bytes, offset: int, count: int) -> tuple[UIntArray, int]:

@@ -392,6 +392,38 @@ class NumericAccumulator:
         return out
 
 
+def fold_all(accumulators: Sequence[NumericAccumulator]) -> None:
+    """:meth:`NumericAccumulator.fold` every accumulator, in one sort for all of them."""
+    pending = [acc for acc in accumulators if acc.pending]
+    if len(pending) <= 1:
+        for acc in pending:
+            acc.fold()
+        return
+    sizes = np.array([acc.layout.size for acc in pending], dtype=np.int64)
+    bases = np.concatenate(([0], np.cumsum(sizes)))
+    positions = np.concatenate(
+        [
+            part + base
+            for acc, base in zip(pending, bases, strict=False)
+            for part in (acc.index, *acc.pending)
+        ]
+    )
+    weights = np.concatenate(
+        [w for acc in pending for w in (acc.counts, np.ones(acc.pending_size, dtype=np.int64))]
+    )
+    order = np.argsort(positions, kind="stable")
+    positions = positions[order]
+    first = np.flatnonzero(np.concatenate(([True], positions[1:] != positions[:-1])))
+    index = positions[first]
+    counts = np.add.reduceat(weights[order], first) if first.size else weights[:0]
+    cuts = np.searchsorted(index, bases).tolist()
+    for i, acc in enumerate(pending):
+        acc.index = index[cuts[i] : cuts[i + 1]] - bases[i]
+        acc.counts = counts[cuts[i] : cuts[i + 1]]
+        acc.pending = []
+        acc.pending_size = 0
+
+
 def _floats(values: Sequence[Any]) -> tuple[FloatArray, int]:
     """The values as floats (NaN where missing or not a number) and how many were not numbers.
 
