@@ -244,15 +244,16 @@ class PartitionState:
         groups: dict[tuple[str, float, float], list[int]] = defaultdict(list)
         high = self.max_event_time
         # The windows containing t are the same for every t in [newest start, + step):
-        # records in partition order mostly hit the previous record's windows.
-        cached_model, low, top, containing = "", 0.0, -1.0, []
+        # a model's records in partition order mostly hit its previous record's windows.
+        cache: dict[str, tuple[float, float, list[tuple[float, float]]]] = {}
         for index, record in enumerate(records):
             model, t = record.model, record.event_time
             spec = specs[model]
-            if model != cached_model or not low <= t < top:
+            low, top, containing = cache.get(model, (0.0, -1.0, []))
+            if not low <= t < top:
                 containing = spec.windows_for(t)
-                cached_model, low = model, containing[-1][0]
-                top = low + spec.step_s
+                low = containing[-1][0]
+                cache[model] = (low, low + spec.step_s, containing)
             if high is None or t > high:
                 high = t
             watermark = high - spec.allowed_lateness_s

@@ -221,8 +221,7 @@ def parts_to_bytes(partials: Sequence[PartialParts]) -> list[bytes]:
         if partial.performance is not None:
             header[PERFORMANCE_KEY] = partial.performance.to_dict()
         head = orjson.dumps(header)
-        packer = zlib.compressobj(_ZLIB_LEVEL, zlib.DEFLATED, 15, 9)
-        packed = packer.compress(len(head).to_bytes(4, "little") + head + body) + packer.flush()
+        packed = zlib.compress(len(head).to_bytes(4, "little") + head + body, _ZLIB_LEVEL)
         out.append(MAGIC + packed)
     return out
 

@@ -200,7 +200,8 @@ class NumericLayout:
     prediction included when it is numeric), ``starts`` the first position of
     each column's bins in a flat array of ``size`` counts, ``order`` every
     column name of the profile (numeric or not) in profile order.
-    ``edge_starts``/``edge_lengths`` locate each column's edges in the arena.
+    ``edge_starts``/``edge_lengths`` locate each column's edges in the arena,
+    ``feature_rows`` are the positions of ``features`` among ``names``.
     """
 
     names: tuple[str, ...]
@@ -213,6 +214,7 @@ class NumericLayout:
     has_prediction: bool
     edge_starts: npt.NDArray[np.int64]
     edge_lengths: npt.NDArray[np.int64]
+    feature_rows: npt.NDArray[np.intp]
 
 
 class _EdgeArena:
@@ -254,6 +256,9 @@ class _EdgeArena:
             has_prediction=PREDICTION in dict(numeric),
             edge_starts=np.array([self._where[id(s)][1] for _, s in numeric], dtype=np.int64),
             edge_lengths=n_bins - 1,
+            feature_rows=np.array(
+                [i for i, (n, _) in enumerate(numeric) if n != PREDICTION], dtype=np.intp
+            ),
         )
         self._layouts[id(profile)] = (profile, layout)
         return layout
@@ -455,30 +460,27 @@ def _numeric_matrix(
 ) -> tuple[FloatArray, npt.NDArray[np.int64]]:
     """The numeric columns of ``records``, column-major (columns x rows), and invalid counts."""
     names = layout.features
-    rows: list[tuple[Any, ...]] = []
-    if names:
+    n = len(records)
+    matrix = np.empty((len(layout.names), n), dtype=np.float64)
+    invalid = np.zeros(len(layout.names), dtype=np.int64)
+    if names and n:
+        rows: list[tuple[Any, ...]] = []
         pick = itemgetter(*names) if len(names) > 1 else (lambda f: (f[names[0]],))
         for record in records:
             try:
                 rows.append(pick(record.features))
             except KeyError:  # a record without some feature: those values are missing
                 rows.append(tuple(record.features.get(n) for n in names))
-    columns: list[Sequence[Any]] = []
-    if names:
-        columns = list(zip(*rows, strict=True)) if rows else [() for _ in names]
+        try:
+            # One C-level conversion of every value (None -> NaN, booleans 0/1).
+            matrix[layout.feature_rows] = np.array(rows, dtype=np.float64).reshape(n, -1).T
+        except (TypeError, ValueError):  # a string that is not a number: column by column
+            for row, column in zip(layout.feature_rows, zip(*rows, strict=True), strict=True):
+                matrix[row], invalid[row] = _floats(column)
     if layout.has_prediction:
         key = runtime.config.prediction.field
-        # The prediction's position among the numeric columns, in profile order.
-        columns.insert(layout.names.index(PREDICTION), [r.prediction.get(key) for r in records])
-    invalid = np.zeros(len(columns), dtype=np.int64)
-    try:
-        matrix = np.array(columns, dtype=np.float64).reshape(len(columns), len(records))
-    except (TypeError, ValueError):
-        parts = []
-        for i, column in enumerate(columns):
-            array, invalid[i] = _floats(column)
-            parts.append(array)
-        matrix = np.array(parts, dtype=np.float64).reshape(len(columns), len(records))
+        row = layout.names.index(PREDICTION)
+        matrix[row], invalid[row] = _floats([r.prediction.get(key) for r in records])
     return matrix, invalid
 
 
