@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import argparse
 import cProfile
+import resource
 import time
 from collections.abc import Sequence
 
@@ -110,8 +111,8 @@ def run(
     partitions: int,
     poll: int,
     checkpoint_every: int,
-) -> tuple[float, float, float, list[tuple[int, int]]]:
-    """Feed ``records`` in polls; return wall s, CPU s, s in rows(), and (rows, bytes) written."""
+) -> tuple[float, float, float, list[tuple[int, int]], list[PartitionState]]:
+    """Feed ``records`` in polls; return wall and CPU s, s in rows(), (rows, bytes), states."""
     states = [PartitionState(topic="predictions", partition=p) for p in range(partitions)]
     written: list[tuple[int, int]] = []
     in_rows = 0.0
@@ -129,7 +130,7 @@ def run(
             for state in states:
                 state.mark_clean()
                 state.forget_closed(runtimes)
-    return time.perf_counter() - wall, time.process_time() - cpu, in_rows, written
+    return time.perf_counter() - wall, time.process_time() - cpu, in_rows, written, states
 
 
 def main() -> None:
@@ -164,7 +165,7 @@ def main() -> None:
     profiler = cProfile.Profile() if args.profile_out else None
     if profiler is not None:
         profiler.enable()
-    wall, cpu, in_rows, written = run(
+    wall, cpu, in_rows, written, states = run(
         runtimes, records, args.partitions, args.poll, args.checkpoint_every
     )
     if profiler is not None:
@@ -173,12 +174,21 @@ def main() -> None:
     n = len(records)
     sizes = np.array([b for _, b in written], dtype=np.float64)
     small = np.array([b for rows, b in written if 90 <= rows <= 110], dtype=np.float64)
-    print(f"aggregation: {n / wall:,.0f} records/s, {cpu / n * 1e6:.1f} us CPU/record")
+    print(
+        f"aggregation: {n / wall:,.0f} records/s, {cpu / n * 1e6:.1f} us CPU/record "
+        f"({cpu:.2f} CPU s, {wall:.2f} s wall for {n:,} records)"
+    )
     print(f"  of which rows() (serialising partials): {in_rows:.2f} s of {wall:.2f} s")
     print(
         f"partials written: {sizes.size:,}, {sizes.sum() / 1e6:.1f} MB; bytes p50 "
         f"{np.percentile(sizes, 50):,.0f}, p99 {np.percentile(sizes, 99):,.0f}, "
         f"max {sizes.max():,.0f}"
+    )
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    in_memory = sum(len(state.partials) for state in states)
+    print(
+        f"peak RSS {peak:,.0f} MB (records and profiles included); "
+        f"partials in memory at the end: {in_memory:,}"
     )
     if small.size:
         print(

@@ -217,8 +217,16 @@ def test_many_partials_encoded_together_are_the_partials_encoded_alone() -> None
     only_categorical = WindowSketch(
         rows=4, features={"c": CategoricalSketch.from_counts(C, {"a": 3, "q": 1})}
     )
+    crowded = WindowSketch(  # many values a bin: counts are stored, not one position each
+        rows=1000,
+        features={
+            "x": NumericSketch.from_values(X, np.random.default_rng(0).normal(1, 1, 1000)),
+            "c": CategoricalSketch.from_counts(C, {"b": 1000}),
+        },
+    )
     sketches = [
         sketch_records(runtime, records[:1]),
+        crowded,
         tiny_sketch(),
         only_categorical,
         sketch_records(runtime, records),

@@ -150,11 +150,13 @@ class Partial:
         Fold the accumulator first (:func:`~monitor.streaming.sketching.fold_all`).
         """
         rest = self._rest
+        whole_profile = False
         if self._numeric is None:
             numeric = {n: f for n, f in rest.features.items() if isinstance(f, NumericSketch)}
             columns = NumericColumns.of(numeric)
             order: Sequence[str] = list(rest.features)
         else:
+            whole_profile = True  # the layout's order is every feature of the profile
             acc = self._numeric
             acc.fold()
             layout = acc.layout
@@ -177,6 +179,7 @@ class Partial:
             rest.sample,
             self.attribution,
             self.performance,
+            profile_order=whole_profile and len(order) == len(columns.names) + len(others),
         )
 
     def to_bytes(self) -> bytes:

@@ -163,6 +163,8 @@ class PartialParts:
 
     ``order`` is the order of all features; the numeric ones (``numeric``, in
     that order) are the features of ``order`` that are not in ``categorical``.
+    ``profile_order`` says that ``order`` is every feature of the profile in
+    the profile's order: the payload then leaves it out (the reader has it).
     """
 
     profile_version: int
@@ -173,6 +175,7 @@ class PartialParts:
     sample: RowSample | None = None
     attribution: AttributionSummary | None = None
     performance: CBPESketch | None = None
+    profile_order: bool = False
 
 
 def columns_to_bytes(
@@ -201,7 +204,7 @@ def parts_to_bytes(partials: Sequence[PartialParts]) -> list[bytes]:
     """
     blocks = _numeric_blocks([p.numeric for p in partials])
     out = []
-    for partial, body in zip(partials, blocks, strict=True):
+    for partial, (body, expanded) in zip(partials, blocks, strict=True):
         numeric, categorical = partial.numeric, partial.categorical
         if list(numeric.names) != [n for n in partial.order if n not in categorical]:
             raise ValueError("the numeric columns must be the columns of order not categorical")
@@ -210,10 +213,13 @@ def parts_to_bytes(partials: Sequence[PartialParts]) -> list[bytes]:
             "version": PARTIAL_FORMAT_VERSION,
             "profile_version": partial.profile_version,
             "rows": partial.rows,
-            "order": list(partial.order),
             "bins": int(numeric.n_bins.sum()),  # checked against the profile on reading
             "categorical": {name: s.to_dict() for name, s in categorical.items()},
         }
+        if not partial.profile_order:
+            header["order"] = list(partial.order)
+        if expanded:
+            header["expanded"] = True
         if partial.sample is not None:
             header["sample"] = partial.sample.to_dict()
         if partial.attribution is not None:
@@ -226,8 +232,14 @@ def parts_to_bytes(partials: Sequence[PartialParts]) -> list[bytes]:
     return out
 
 
-def _numeric_blocks(partials: Sequence[NumericColumns]) -> list[bytes]:
-    """The binary block of each partial's numeric columns: varints, then float64 fields."""
+def _numeric_blocks(partials: Sequence[NumericColumns]) -> list[tuple[bytes, bool]]:
+    """The binary block of each partial's numeric columns: varints, then float64 fields.
+
+    Returns ``(block, expanded)`` per partial. In a partial whose bins hold
+    fewer than two values on average (most partials: a few records each), a
+    bin of count ``c`` is written as ``c`` positions (gap 0 for the repeats)
+    and there is no counts stream: about 7% smaller once compressed.
+    """
     if not partials:
         return []
     widths = np.array([len(c.names) for c in partials], dtype=np.int64)  # columns per partial
@@ -237,8 +249,13 @@ def _numeric_blocks(partials: Sequence[NumericColumns]) -> list[bytes]:
     first_col = np.concatenate(([0], np.cumsum(widths)[:-1])).astype(np.int64)
     flat_base = np.append(col_starts, np.sum(n_bins))[first_col]
     nnz = np.array([c.index.size for c in partials], dtype=np.int64)
+    totals = np.array([int(c.counts.sum()) for c in partials], dtype=np.int64)
+    expanded = totals < 2 * nnz
+    counts = np.concatenate([c.counts for c in partials]).astype(np.int64)
+    owner = np.repeat(np.arange(len(partials)), nnz)
+    repeats = np.where(expanded[owner], counts, 1)
     present = np.concatenate([c.index for c in partials]).astype(np.int64)
-    present += np.repeat(flat_base, nnz)
+    present = np.repeat(present + np.repeat(flat_base, nnz), repeats)
     column = np.searchsorted(col_starts, present, side="right") - 1
     local = present - col_starts[column]
     # Bin indices ascend within a column: store the first, then the gaps (one byte mostly).
@@ -247,18 +264,19 @@ def _numeric_blocks(partials: Sequence[NumericColumns]) -> list[bytes]:
     first[1:] = column[1:] != column[:-1]
     gaps[first] = local[first]
     sizes = np.bincount(column, minlength=n_bins.size)
-    counts = np.concatenate([c.counts for c in partials])
+    positions = np.bincount(owner, weights=repeats, minlength=len(partials)).astype(np.int64)
+    kept = ~expanded[owner]
     tallies = np.concatenate([c.tallies.ravel() for c in partials])
     floats = np.concatenate([c.floats.ravel() for c in partials]).astype("<f8").tobytes()
     streams = (
         _split_varints(sizes, widths),
-        _split_varints(gaps, nnz),
-        _split_varints(counts, nnz),
+        _split_varints(gaps, positions),
+        _split_varints(counts[kept], np.where(expanded, 0, nnz)),
         _split_varints(tallies, 3 * widths),
     )
     float_bounds = np.concatenate(([0], np.cumsum(48 * widths))).tolist()
     return [
-        b"".join((*(stream[i] for stream in streams), floats[lo:hi]))
+        (b"".join((*(stream[i] for stream in streams), floats[lo:hi])), bool(expanded[i]))
         for i, (lo, hi) in enumerate(itertools.pairwise(float_bounds))
     ]
 
@@ -356,7 +374,7 @@ def _from_format_2(
     specs = profile_for(version).specs
     numeric = _numeric_sketches(specs, header, raw, 4 + size)
     features: dict[str, FeatureSketch] = {}
-    for name in header["order"]:
+    for name in _order(specs, header):
         if name in numeric:
             features[name] = numeric[name]
             continue
@@ -382,12 +400,18 @@ def _from_format_2(
     )
 
 
+def _order(specs: Mapping[str, FeatureSpec], header: Mapping[str, Any]) -> list[str]:
+    """The payload's feature order: as written, else every feature of the profile."""
+    order = header.get("order")
+    return list(specs) if order is None else list(order)
+
+
 def _numeric_sketches(
     specs: Mapping[str, FeatureSpec], header: Mapping[str, Any], raw: bytes, offset: int
 ) -> dict[str, NumericSketch]:
     """Rebuild the numeric sketches of a format-2 payload from its binary block."""
     categorical = header["categorical"]
-    names = [name for name in header["order"] if name not in categorical]
+    names = [name for name in _order(specs, header) if name not in categorical]
     if not names:
         return {}
     n = len(names)
@@ -397,10 +421,13 @@ def _numeric_sketches(
         raise IncompatibleSketchError(
             "a stored partial's numeric columns do not match its profile's numeric features"
         )
+    expanded = bool(header.get("expanded", False))
     sizes, offset = decode_varints(raw, offset, n)
     total = int(sizes.sum())
     gaps, offset = decode_varints(raw, offset, total)
-    counts, offset = decode_varints(raw, offset, total)
+    counts = None
+    if not expanded:
+        counts, offset = decode_varints(raw, offset, total)
     tallies, offset = decode_varints(raw, offset, 3 * n)
     if len(raw) - offset != 48 * n:
         raise IncompatibleSketchError("a stored partial's numeric block has the wrong length")
@@ -413,8 +440,13 @@ def _numeric_sketches(
         where = np.cumsum(gaps[lo:hi].astype(np.int64))
         if where.size and int(where[-1]) >= n_bins:
             raise IncompatibleSketchError(f"sketch of {name!r} has a bin beyond its spec's")
-        dense = np.zeros(n_bins, dtype=np.int64)
-        dense[where] = counts[lo:hi].astype(np.int64)
+        if counts is None:  # one position per value
+            dense = np.bincount(where, minlength=n_bins).astype(np.int64)
+        else:
+            if where.size > 1 and int(np.diff(where).min()) < 1:
+                raise IncompatibleSketchError(f"sketch of {name!r} repeats a bin")
+            dense = np.zeros(n_bins, dtype=np.int64)
+            dense[where] = counts[lo:hi].astype(np.int64)
         low, high, total_, total_sq, under, over = (float(v) for v in floats[i])
         out[name] = NumericSketch(
             spec=spec,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import math
+import threading
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -17,6 +18,7 @@ import pandas as pd
 from detectors._arrays import FloatArray, IntArray
 from detectors.labels import canonical_label
 from detectors.performance import CBPESketch
+from detectors.profile import ReferenceProfile
 from detectors.sample import RowSample, UInt64Array, candidate_rows, hash_ids
 from detectors.sketch import (
     CategoricalSketch,
@@ -226,6 +228,7 @@ class _EdgeArena:
         # id(spec) -> (spec, start); the spec is kept so that its id stays unique.
         self._where: dict[int, tuple[NumericSpec, int]] = {}
         self._layouts: dict[int, tuple[object, NumericLayout]] = {}
+        self._lock = threading.Lock()
 
     @property
     def edges(self) -> FloatArray:
@@ -235,6 +238,13 @@ class _EdgeArena:
     def layout(self, runtime: ModelRuntime) -> NumericLayout:
         """Return the :class:`NumericLayout` of ``runtime``'s profile (built once per profile)."""
         profile = runtime.profile
+        known = self._layouts.get(id(profile))
+        if known is not None and known[0] is profile:
+            return known[1]
+        with self._lock:  # consumers in threads of one process share the arena
+            return self._new_layout(profile)
+
+    def _new_layout(self, profile: ReferenceProfile) -> NumericLayout:
         known = self._layouts.get(id(profile))
         if known is not None and known[0] is profile:
             return known[1]
