@@ -166,7 +166,7 @@ class Partial:
                 index=acc.index,
                 counts=acc.counts,
                 tallies=acc.tallies,
-                floats=np.column_stack((acc.low, acc.high, acc.sums)),
+                floats=acc.floats,
             )
             order = layout.order
         others = {n: f for n, f in rest.features.items() if isinstance(f, CategoricalSketch)}
@@ -188,7 +188,13 @@ class Partial:
 
     def merge(self, sketch: WindowSketch, extras: Extras) -> None:
         """Merge the sketch and extras of more rows (without the accumulated numeric columns)."""
-        self._rest = self._rest.merge(sketch)
+        rest = self._rest
+        no_samples = sketch.sample is None and rest.sample is None
+        if no_samples and not sketch.features and not rest.features:
+            # Only numeric columns, all accumulated: the rest is a row count.
+            self._rest = WindowSketch(rows=rest.rows + sketch.rows, features=rest.features)
+        else:
+            self._rest = rest.merge(sketch)
         self._built = None if self._numeric is not None else self._rest
         self.attribution = merge_optional(self.attribution, extras.attribution)
         self.performance = merge_optional(self.performance, extras.performance)

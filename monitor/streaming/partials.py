@@ -298,18 +298,22 @@ def encode_varints(values: UIntArray) -> bytes:
 def _varints(values: UIntArray) -> tuple[npt.NDArray[np.uint8], npt.NDArray[np.int64]]:
     """The varint bytes of ``values`` and how many bytes each value took."""
     widths = np.ones(values.size, dtype=np.int64)
-    if values.size == 0 or int(values.max()) < 0x80:  # the usual case: one byte each
+    top = int(values.max()) if values.size else 0
+    if top < 0x80:  # the usual case: one byte each
         return values.astype(np.uint8), widths
-    for k in range(1, 10):
+    for k in range(1, (top.bit_length() + 6) // 7):
         widths += values >= np.uint64(1) << np.uint64(7 * k)
     ends = np.cumsum(widths)
     starts = ends - widths
-    out = np.zeros(int(ends[-1]), dtype=np.uint8)
-    for k in range(int(widths.max())):
-        longer = widths > k
+    out = np.empty(int(ends[-1]), dtype=np.uint8)
+    more = np.uint8(0x80)
+    # Every value has a first byte; only the few large ones have more.
+    out[starts] = (values & np.uint64(0x7F)).astype(np.uint8) | np.where(widths > 1, more, 0)
+    longer = np.flatnonzero(widths > 1)
+    for k in range(1, int(widths.max())):
+        longer = longer[widths[longer] > k]
         byte = (values[longer] >> np.uint64(7 * k)) & np.uint64(0x7F)
-        more = (widths[longer] > k + 1).astype(np.uint64) << np.uint64(7)
-        out[starts[longer] + k] = (byte | more).astype(np.uint8)
+        out[starts[longer] + k] = byte.astype(np.uint8) | np.where(widths[longer] > k + 1, more, 0)
     return out, widths
 
 

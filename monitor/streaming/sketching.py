@@ -294,6 +294,8 @@ def numeric_layout(runtime: ModelRuntime) -> NumericLayout:
     return _ARENA.layout(runtime)
 
 
+#: The float fields of a column without values: min and max NaN, sums 0.
+_EMPTY_FLOATS = np.array([np.nan, np.nan, 0.0, 0.0, 0.0, 0.0])
 #: Pending bin positions an accumulator holds before it folds them into its counts.
 FOLD_AFTER = 1 << 16
 
@@ -315,9 +317,7 @@ class NumericAccumulator:
     index: npt.NDArray[np.int64]
     counts: npt.NDArray[np.int64]
     tallies: npt.NDArray[np.int64]  # columns x (missing, infinite, invalid)
-    low: FloatArray
-    high: FloatArray
-    sums: FloatArray  # columns x (total, total_sq, under_sum, over_sum)
+    floats: FloatArray  # columns x (min, max, total, total_sq, under_sum, over_sum)
     pending: list[npt.NDArray[np.int64]] = field(default_factory=list)
     pending_size: int = 0
 
@@ -330,9 +330,7 @@ class NumericAccumulator:
             index=np.zeros(0, dtype=np.int64),
             counts=np.zeros(0, dtype=np.int64),
             tallies=np.zeros((columns, 3), dtype=np.int64),
-            low=np.full(columns, np.nan),
-            high=np.full(columns, np.nan),
-            sums=np.zeros((columns, 4), dtype=np.float64),
+            floats=np.tile(_EMPTY_FLOATS, (columns, 1)),
         )
 
     @classmethod
@@ -347,8 +345,7 @@ class NumericAccumulator:
             start = layout.starts[i]
             dense[start : start + layout.n_bins[i]] = s.counts
             acc.tallies[i] = (s.missing, s.infinite, s.invalid)
-            acc.low[i], acc.high[i] = s.min, s.max
-            acc.sums[i] = (s.total, s.total_sq, s.under_sum, s.over_sum)
+            acc.floats[i] = (s.min, s.max, s.total, s.total_sq, s.under_sum, s.over_sum)
         acc.index = np.flatnonzero(dense).astype(np.int64)
         acc.counts = dense[acc.index]
         return acc
@@ -390,15 +387,15 @@ class NumericAccumulator:
         for i, (name, spec) in enumerate(zip(layout.names, layout.specs, strict=True)):
             start = int(layout.starts[i])
             missing, infinite, invalid = (int(v) for v in self.tallies[i])
-            total, total_sq, under, over = (float(v) for v in self.sums[i])
+            low, high, total, total_sq, under, over = (float(v) for v in self.floats[i])
             out[name] = NumericSketch(
                 spec=spec,
                 counts=dense[start : start + int(layout.n_bins[i])],
                 missing=missing,
                 infinite=infinite,
                 invalid=invalid,
-                min=float(self.low[i]),
-                max=float(self.high[i]),
+                min=low,
+                max=high,
                 total=total,
                 total_sq=total_sq,
                 under_sum=under,
@@ -591,8 +588,9 @@ def accumulate_numeric(
         acc.tallies[:, 0] += tallies[cols, 0] - invalid
         acc.tallies[:, 1] += tallies[cols, 1]
         acc.tallies[:, 2] += invalid
-        acc.low = np.fmin(acc.low, low[cols])
-        acc.high = np.fmax(acc.high, high[cols])
-        acc.sums += sums[cols]
+        floats = acc.floats
+        np.fmin(floats[:, 0], low[cols], out=floats[:, 0])
+        np.fmax(floats[:, 1], high[cols], out=floats[:, 1])
+        floats[:, 2:] += sums[cols]
         column += width
         offset = end
