@@ -277,7 +277,7 @@ class _EdgeArena:
         size = spec.edges.size
         if self._used + size + 1 > self._buffer.size:
             # Doubling keeps registering many profiles linear, not quadratic, in their edges.
-            grown = np.full(max(2 * self._buffer.size, self._used + size + 1), np.inf)
+            grown = np.empty(max(2 * self._buffer.size, self._used + size + 1))
             grown[: self._used] = self._buffer[: self._used]
             self._buffer = grown
         self._buffer[self._used : self._used + size] = spec.edges
