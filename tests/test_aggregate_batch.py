@@ -9,11 +9,13 @@ equal exactly, the float sums up to addition order.
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 import numpy as np
 import pandas as pd
 import pytest
 
-from detectors.sketch import NumericSketch, WindowSketch
+from detectors.sketch import NumericSketch, NumericSpec, WindowSketch
 from monitor.analyses.model import ModelRuntime
 from monitor.analyses.reference import build_profile
 from monitor.config.service import ModelConfig
@@ -165,3 +167,46 @@ def test_accumulators_that_fold_often_count_the_same(monkeypatch: pytest.MonkeyP
         state.add(runtimes, records[lo : lo + 50], lo + 50, now=0.0)
     for key, sketch in per_window(runtimes, records).items():
         assert_same(state.partials[key].sketch, sketch)
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_the_two_level_search_bins_values_as_searchsorted_does(seed: int) -> None:
+    """Edge counts around the block size, values on the edges, NaN and infinities."""
+    rng = np.random.default_rng(seed)
+    specs = {}
+    for length in (0, 1, 2, 31, 32, 33, 63, 64, 65, 1000, 1001):
+        edges = np.unique(rng.normal(size=length * 2))[:length]
+        specs[f"e{length}"] = NumericSpec(name=f"e{length}", edges=edges, coarse_edges=edges[:1])
+    runtime = SimpleNamespace(profile=SimpleNamespace(specs=specs))
+    layout = sketching.numeric_layout(runtime)  # type: ignore[arg-type]
+    acc = sketching.NumericAccumulator.empty(layout)
+    columns = {}
+    for name, spec in specs.items():
+        picks = rng.normal(size=300)
+        if spec.edges.size:  # values exactly on edges, just above and just below them
+            on = rng.choice(spec.edges, 60)
+            picks[:60] = on
+            picks[60:80] = np.nextafter(on[:20], np.inf)
+            picks[80:100] = np.nextafter(on[20:40], -np.inf)
+        picks[100:103] = [np.nan, np.inf, -np.inf]
+        columns[name] = picks
+    records = [
+        PredictionRecord(
+            model="m",
+            model_version=None,
+            request_id=None,
+            event_time=0.0,
+            features={name: float(values[i]) for name, values in columns.items()},
+            prediction={"label": None, "score": None},
+            explanations=None,
+        )
+        for i in range(300)
+    ]
+    sketching.accumulate_numeric([(runtime, acc, records[:150]), (runtime, acc, records[150:])])  # type: ignore[list-item]
+    got = acc.sketches()
+    for name, spec in specs.items():
+        values = columns[name]
+        finite = values[np.isfinite(values)]
+        expected = NumericSketch.from_values(spec, finite, missing=1, infinite=2)
+        assert np.array_equal(got[name].counts, expected.counts), name
+        assert got[name] == expected, name
