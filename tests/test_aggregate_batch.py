@@ -170,8 +170,8 @@ def test_accumulators_that_fold_often_count_the_same(monkeypatch: pytest.MonkeyP
 
 
 @pytest.mark.parametrize("seed", [0, 1])
-def test_the_two_level_search_bins_values_as_searchsorted_does(seed: int) -> None:
-    """Edge counts around the block size, values on the edges, NaN and infinities."""
+def test_the_vectorised_search_bins_values_as_searchsorted_does(seed: int) -> None:
+    """Few and many edges, values on the edges and next to them, NaN and infinities."""
     rng = np.random.default_rng(seed)
     specs = {}
     for length in (0, 1, 2, 31, 32, 33, 63, 64, 65, 1000, 1001):

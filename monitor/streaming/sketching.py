@@ -203,8 +203,7 @@ class NumericLayout:
     each column's bins in a flat array of ``size`` counts, ``order`` every
     column name of the profile (numeric or not) in profile order.
     ``edge_starts``/``edge_lengths`` locate each column's edges in the arena,
-    ``feature_rows`` are the positions of ``features`` among ``names`` and
-    ``coarse_starts`` locate the columns' block-end edges in the coarse arena.
+    ``feature_rows`` are the positions of ``features`` among ``names``.
     """
 
     names: tuple[str, ...]
@@ -218,21 +217,23 @@ class NumericLayout:
     edge_starts: npt.NDArray[np.int64]
     edge_lengths: npt.NDArray[np.int64]
     feature_rows: npt.NDArray[np.intp]
-    coarse_starts: npt.NDArray[np.int64]
 
 
 class _EdgeArena:
     """The edges of every numeric spec seen, concatenated once (append-only)."""
 
     def __init__(self) -> None:
-        self.fine = _Concatenated()
-        # The last edge of every block of BLOCK edges: a search there first narrows the
-        # search to one block, a few cache lines of the (much larger) fine arena.
-        self.coarse = _Concatenated()
-        # id(spec) -> (spec, start, coarse start); the spec is kept so its id stays unique.
-        self._where: dict[int, tuple[NumericSpec, int, int]] = {}
+        self._buffer: FloatArray = np.full(1, np.inf)
+        self._used = 0  # edges stored; the element after them is the +inf sentinel
+        # id(spec) -> (spec, start); the spec is kept so that its id stays unique.
+        self._where: dict[int, tuple[NumericSpec, int]] = {}
         self._layouts: dict[int, tuple[object, NumericLayout]] = {}
         self._lock = threading.Lock()
+
+    @property
+    def edges(self) -> FloatArray:
+        """Every stored column's edges, one after the other, and a trailing +inf."""
+        return self._buffer[: self._used + 1]
 
     def layout(self, runtime: ModelRuntime) -> NumericLayout:
         """Return the :class:`NumericLayout` of ``runtime``'s profile (built once per profile)."""
@@ -251,9 +252,7 @@ class _EdgeArena:
         numeric = [(n, s) for n, s in specs.items() if isinstance(s, NumericSpec)]
         for _, spec in numeric:
             if id(spec) not in self._where:
-                start = self.fine.append(spec.edges)
-                coarse = self.coarse.append(spec.edges[BLOCK - 1 :: BLOCK])
-                self._where[id(spec)] = (spec, start, coarse)
+                self._append(spec)
         n_bins = np.array([s.n_bins for _, s in numeric], dtype=np.int64)
         starts = np.concatenate(([0], np.cumsum(n_bins)[:-1])).astype(np.int64)
         layout = NumericLayout(
@@ -270,42 +269,21 @@ class _EdgeArena:
             feature_rows=np.array(
                 [i for i, (n, _) in enumerate(numeric) if n != PREDICTION], dtype=np.intp
             ),
-            coarse_starts=np.array([self._where[id(s)][2] for _, s in numeric], dtype=np.int64),
         )
         self._layouts[id(profile)] = (profile, layout)
         return layout
 
-
-#: Edges per block of the two-level search (32 float64: four cache lines).
-BLOCK = 32
-
-
-class _Concatenated:
-    """Float arrays stored one after the other (append-only), then a +inf sentinel."""
-
-    def __init__(self) -> None:
-        self._buffer: FloatArray = np.full(1, np.inf)
-        self._used = 0
-
-    @property
-    def values(self) -> FloatArray:
-        """Everything appended, then the sentinel (the search may read one past a column)."""
-        return self._buffer[: self._used + 1]
-
-    def append(self, values: FloatArray) -> int:
-        """Store ``values``; return where they start."""
-        size = values.size
+    def _append(self, spec: NumericSpec) -> None:
+        size = spec.edges.size
         if self._used + size + 1 > self._buffer.size:
-            # Doubling keeps registering many profiles linear, not quadratic, in their edges;
-            # np.empty: only what is written becomes resident.
+            # Doubling keeps registering many profiles linear, not quadratic, in their edges.
             grown = np.empty(max(2 * self._buffer.size, self._used + size + 1))
             grown[: self._used] = self._buffer[: self._used]
             self._buffer = grown
-        start = self._used
-        self._buffer[start : start + size] = values
-        self._buffer[start + size] = np.inf
+        self._buffer[self._used : self._used + size] = spec.edges
+        self._buffer[self._used + size] = np.inf
+        self._where[id(spec)] = (spec, self._used)
         self._used += size
-        return start
 
 
 _ARENA = _EdgeArena()
@@ -556,7 +534,6 @@ def accumulate_numeric(
     widths = []  # rows per group
     edge_starts = []
     edge_lengths = []
-    coarse_starts = []
     for runtime, acc, records in updates:
         matrix, invalid = _numeric_matrix(runtime, acc.layout, records)
         matrices.append(matrix.ravel())
@@ -564,7 +541,6 @@ def accumulate_numeric(
         widths.append(len(records))
         edge_starts.append(acc.layout.edge_starts)
         edge_lengths.append(acc.layout.edge_lengths)
-        coarse_starts.append(acc.layout.coarse_starts)
     if not matrices:
         return
     values = np.concatenate(matrices)
@@ -579,18 +555,7 @@ def accumulate_numeric(
     e_length = np.repeat(np.concatenate(edge_lengths), column_rows)
     finite = np.isfinite(values)
     nan = np.isnan(values)
-    # Two-level search, exact: k blocks end below the value, so every edge of them is
-    # below it, and no edge after block k is; then count inside block k.
-    c_start = np.repeat(np.concatenate(coarse_starts), column_rows)
-    blocks = _count_below(_ARENA.coarse.values, c_start, e_length // BLOCK, values)
-    skipped = blocks * BLOCK
-    inside = _count_below(
-        _ARENA.fine.values,
-        e_start + skipped,
-        np.minimum(BLOCK, e_length - skipped),
-        values,
-    )
-    bins = skipped + inside
+    bins = _count_below(_ARENA.edges, e_start, e_length, values)
     zeroed = np.where(finite, values, 0.0)
     tallies = np.column_stack(
         (
