@@ -54,8 +54,8 @@ MAGIC = b"DLP\x02"
 #: Format name and version in a format-2 payload's header.
 PARTIAL_FORMAT = "driftline.partial"
 PARTIAL_FORMAT_VERSION = 2
-#: zlib level: 6 is within a few percent of 9's size at a third of its time here.
-_ZLIB_LEVEL = 6
+#: zlib level 1: measured 1% larger than level 6 on a fleet's partials, 11% less CPU to write.
+_ZLIB_LEVEL = 1
 _FLOAT_FIELDS = ("min", "max", "total", "total_sq", "under_sum", "over_sum")
 
 UIntArray = npt.NDArray[np.uint64]
