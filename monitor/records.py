@@ -95,7 +95,7 @@ an unknown model name there.
 from __future__ import annotations
 
 import json
-from collections.abc import Collection
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
@@ -115,6 +115,7 @@ __all__ = [
     "PredictionRecord",
     "decode_label",
     "decode_prediction",
+    "decode_predictions",
     "route",
 ]
 
@@ -562,6 +563,29 @@ def decode_prediction(
         )
     except _RecordError as reject:
         return _invalid(reject, doc)
+
+
+def decode_predictions(
+    values: Sequence[RawRecord],
+    fallbacks_ms: Sequence[float | None],
+    *,
+    max_bytes: int = DEFAULT_MAX_BYTES,
+) -> list[PredictionRecord | InvalidRecord]:
+    """Decode a batch of prediction records (one Kafka poll's values of a partition).
+
+    Equal to ``[decode_prediction(v, f, max_bytes=max_bytes) for v, f in zip(values,
+    fallbacks_ms)]``, record for record, reasons and details included; never raises
+    on bad input. Returns one :class:`PredictionRecord` or :class:`InvalidRecord`
+    per value, in order.
+
+    >>> [type(r).__name__ for r in decode_predictions(
+    ...     [b'{"model": "m", "features": {}, "prediction": 1}', b"[]"], [0, 0])]
+    ['PredictionRecord', 'InvalidRecord']
+    """
+    return [
+        decode_prediction(value, fallback, max_bytes=max_bytes)
+        for value, fallback in zip(values, fallbacks_ms, strict=True)
+    ]
 
 
 def decode_label(

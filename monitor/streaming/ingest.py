@@ -58,8 +58,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import replace
 from typing import Any
 
-from kafka import KafkaConsumer, KafkaProducer, TopicPartition
-from kafka.consumer.subscription_state import ConsumerRebalanceListener
+from kafka import KafkaProducer, TopicPartition
 from kafka.errors import KafkaError
 
 from monitor.analyses.model import ModelRuntime, as_runtimes
@@ -70,13 +69,14 @@ from monitor.records import (
     LabelRecord,
     PredictionRecord,
     decode_label,
-    decode_prediction,
+    decode_predictions,
     route,
 )
 from monitor.store import Store
 from monitor.store.repository import StaleCheckpointError, StaleReferenceError
 from monitor.store.rows import LabelRow, PredictionRow, ProgressRow
 from monitor.streaming.aggregate import PartitionState
+from monitor.streaming.consumer import ConsumerPort, KafkaPythonConsumer, Records, open_consumer
 from monitor.streaming.dead_letter import DETAIL_HEADER as DETAIL_HEADER
 from monitor.streaming.dead_letter import REASON_HEADER as REASON_HEADER
 from monitor.streaming.dead_letter import SOURCE_HEADER as SOURCE_HEADER
@@ -105,8 +105,11 @@ class Ingestor:
     """Consumes prediction and label records into partial window sketches.
 
     ``consumer`` and ``producer`` are created from the config unless given
-    (tests pass their own); ``clock`` is the wall clock used for idle
-    detection and checkpoint timing.
+    (tests pass their own): the consumer of ``consumer.backend``
+    (:func:`monitor.streaming.consumer.open_consumer`); a given consumer is a
+    :class:`~monitor.streaming.consumer.ConsumerPort` or an object with
+    kafka-python's ``KafkaConsumer`` methods. ``clock`` is the wall clock used
+    for idle detection and checkpoint timing.
     """
 
     def __init__(
@@ -116,7 +119,7 @@ class Ingestor:
         runtimes: Mapping[str, ModelRuntime],
         metrics: Metrics,
         *,
-        consumer: KafkaConsumer | None = None,
+        consumer: ConsumerPort | Any | None = None,
         producer: KafkaProducer | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
@@ -127,7 +130,11 @@ class Ingestor:
         self.metrics = metrics
         self.clock = clock
         self.group_id = config.consumer.group_id
-        self.consumer = consumer or KafkaConsumer(**config.kafka_consumer_options())
+        if consumer is None:
+            consumer = open_consumer(config)
+        elif not hasattr(consumer, "commit_offsets"):  # a KafkaConsumer or a test's stand-in
+            consumer = KafkaPythonConsumer(consumer)
+        self.consumer: ConsumerPort = consumer
         self.producer = producer or KafkaProducer(
             **{**DEAD_LETTER_PRODUCER_DEFAULTS, **config.kafka_producer_options()}
         )
@@ -166,7 +173,7 @@ class Ingestor:
         self._pending_records = 0
         self._last_checkpoint = clock()
         topics = config.topics
-        self.consumer.subscribe([topics.predictions, topics.labels], listener=_Rebalance(self))
+        self.consumer.subscribe([topics.predictions, topics.labels], _Rebalance(self))
 
     # --- the loop ------------------------------------------------------------------------
 
@@ -206,7 +213,7 @@ class Ingestor:
             batch = self.consumer.poll(
                 timeout_ms=timeout_ms, max_records=self.config.consumer.max_poll_records
             )
-        except KafkaError as exc:
+        except KafkaError as exc:  # the confluent backend raises only fatal errors
             if not exc.retriable:
                 raise
             # The broker is unreachable (restarting, network): the state is kept, the
@@ -221,14 +228,14 @@ class Ingestor:
             # meanwhile, so no partition may go idle on its pre-outage clock.
             self._reattach = True
         seen = 0
-        for tp, messages in batch.items():
+        for tp, records in batch.items():
             if tp not in self.states:
                 continue  # revoked while the batch was in flight
-            seen += len(messages)
+            seen += len(records)
             if tp.topic == self.config.topics.labels:
-                self._labels(tp, messages)
+                self._labels(tp, records)
             else:
-                self._predictions(tp, messages)
+                self._predictions(tp, records)
         self._pending_records += seen
         consumer = self.config.consumer
         if failing:
@@ -305,21 +312,22 @@ class Ingestor:
 
     # --- records -------------------------------------------------------------------------
 
-    def _predictions(self, tp: TopicPartition, messages: list[Any]) -> None:
+    def _predictions(self, tp: TopicPartition, records: Records) -> None:
         state = self.states[tp]
         valid: list[PredictionRecord] = []
         offsets: list[int] = []
         limit = self.config.consumer.max_record_bytes
-        for message in messages:
-            decoded = decode_prediction(message.value, message.timestamp, max_bytes=limit)
-            if isinstance(decoded, PredictionRecord):
-                decoded = route(decoded, self._known)
-            if isinstance(decoded, InvalidRecord):
-                self._dead_letter(tp, message, decoded)
-            else:
+        decoded_batch = decode_predictions(records.values, records.timestamps, max_bytes=limit)
+        known = self._known
+        for index, decoded in enumerate(decoded_batch):
+            if type(decoded) is PredictionRecord and decoded.model in known:
                 valid.append(decoded)
-                offsets.append(message.offset)
-        next_offset = messages[-1].offset + 1
+                offsets.append(records.offsets[index])
+                continue
+            invalid = route(decoded, known)
+            if isinstance(invalid, InvalidRecord):  # always: known models were taken above
+                self._dead_letter(tp, records, index, invalid)
+        next_offset = records.next_offset
         outcome = state.add(self.runtimes, valid, next_offset, self.clock(), offsets)
 
         for model, count in outcome.counted.items():
@@ -331,10 +339,13 @@ class Ingestor:
 
     def _store_predictions(self, records: Iterable[PredictionRecord]) -> None:
         rows = []
-        latest = dict(self.runtimes.items())  # config and window: the same in every version
+        # Config and window: the same in every version.
+        latest = {name: r for name, r in self.runtimes.items() if r.config.labels.enabled}
+        if not latest:  # no model joins labels: nothing to keep
+            return
         for record in records:
-            runtime = latest[record.model]
-            if record.request_id is None or not runtime.config.labels.enabled:
+            runtime = latest.get(record.model)
+            if record.request_id is None or runtime is None:
                 continue
             start, _ = runtime.window.windows_for(record.event_time)[-1]
             label = record.prediction.get("label")
@@ -352,15 +363,17 @@ class Ingestor:
         # re-reading after a crash is harmless.
         self._pending_predictions += rows
 
-    def _labels(self, tp: TopicPartition, messages: list[Any]) -> None:
+    def _labels(self, tp: TopicPartition, records: Records) -> None:
         rows = []
         limit = self.config.consumer.max_record_bytes
-        for message in messages:
-            decoded = decode_label(message.value, message.timestamp, max_bytes=limit)
+        for index, (value, timestamp) in enumerate(
+            zip(records.values, records.timestamps, strict=True)
+        ):
+            decoded = decode_label(value, timestamp, max_bytes=limit)
             if isinstance(decoded, LabelRecord):
                 decoded = route(decoded, self._known)
             if isinstance(decoded, InvalidRecord):
-                self._dead_letter(tp, message, decoded)
+                self._dead_letter(tp, records, index, decoded)
                 continue
             rows.append(
                 LabelRow(
@@ -371,18 +384,20 @@ class Ingestor:
                 )
             )
         self._pending_labels += rows  # an upsert at the next checkpoint: idempotent
-        self.states[tp].skip(messages[-1].offset + 1)
+        self.states[tp].skip(records.next_offset)
 
-    def _dead_letter(self, tp: TopicPartition, message: Any, invalid: InvalidRecord) -> None:
+    def _dead_letter(
+        self, tp: TopicPartition, records: Records, index: int, invalid: InvalidRecord
+    ) -> None:
         model = invalid.model or "unknown"
         self.metrics.records_invalid_total.labels(model=model, reason=invalid.reason.value).inc()
         # Never raises: a letter that cannot be written is counted, logged and skipped.
         self.dead_letters.add(
             tp.topic,
             tp.partition,
-            message.offset,
-            key=message.key,
-            value=message.value,
+            records.offsets[index],
+            key=records.key(index),
+            value=records.values[index],
             reason=invalid.reason.value,
             detail=invalid.detail,
         )
@@ -629,12 +644,8 @@ class Ingestor:
         self._attached.pop(tp, None)
 
     def _commit_to_kafka(self, offsets: dict[TopicPartition, int]) -> None:
-        from kafka.structs import OffsetAndMetadata
-
         try:
-            self.consumer.commit_async(
-                {tp: OffsetAndMetadata(offset, "", -1) for tp, offset in offsets.items()}
-            )
+            self.consumer.commit_offsets(offsets)
         except Exception as exc:  # informational only: the database holds the real offsets
             log.debug("kafka offset commit skipped: %s", exc)
 
@@ -734,18 +745,18 @@ class Ingestor:
             self._unloaded.discard(tp)
 
 
-class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
-    """Routes kafka-python's rebalance callbacks to the :class:`Ingestor`."""
+class _Rebalance:
+    """Routes the consumer's rebalance callbacks to the :class:`Ingestor`."""
 
     def __init__(self, ingestor: Ingestor) -> None:
         self.ingestor = ingestor
 
-    def on_partitions_revoked(self, revoked: Any) -> None:
-        self.ingestor.revoke(revoked)
+    def revoked(self, partitions: list[TopicPartition]) -> None:
+        self.ingestor.revoke(partitions)
 
-    def on_partitions_assigned(self, assigned: Any) -> None:
+    def assigned(self, partitions: list[TopicPartition]) -> None:
         # Only database reads and seek() here: kafka-python 3 forbids blocking consumer calls.
-        self.ingestor.assign(assigned)
+        self.ingestor.assign(partitions)
 
-    def on_partitions_lost(self, lost: Any) -> None:
-        self.ingestor.revoke(lost, lost=True)
+    def lost(self, partitions: list[TopicPartition]) -> None:
+        self.ingestor.revoke(partitions, lost=True)
