@@ -28,12 +28,23 @@ Seeking on assignment
     next ``consume``.
 Positions
     ``position`` is the offset after the last record returned, or the offset
-    last sought or assigned before any record came.
+    last sought or assigned before any record came (from the beginning: the
+    partition's first offset, asked of the broker). librdkafka's own position
+    stops after the last *record*, before a transaction marker or aborted
+    records, where kafka-python's moves past them; so ``enable.partition.eof``
+    is on, and the end-of-partition event -- delivered after the partition's
+    last record, at the fetch offset, past the markers (the last stable offset
+    under ``read_committed``) -- moves the position there.
 Highwater and end offsets
     ``highwater`` is librdkafka's cached highwater mark, updated by every fetch
-    response (None before the first); ``end_offsets`` asks the broker
-    (``query_watermark_offsets``, a ListOffsets request under the consumer's
-    ``isolation.level``: the last stable offset under ``read_committed``).
+    response (None before the first); ``end_offsets`` asks the broker in one
+    ListOffsets request for every partition (``offsets_for_times`` of "latest",
+    under the consumer's ``isolation.level``: the last stable offset under
+    ``read_committed``). The broker answers a connection's requests in order,
+    so that request waits for the fetch in flight: ``fetch.wait.max.ms`` is
+    100 ms by default here (librdkafka's is 500) so that neither it nor the
+    end-of-partition event lags; fetches return as soon as records are there,
+    so this costs only idle polling.
 Commits
     ``enable.auto.commit`` and ``enable.auto.offset.store`` are off; the ingest
     loop commits the checkpointed offsets asynchronously after the database.
@@ -50,11 +61,17 @@ implementation keeps their size limits and retries in one place.
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Mapping
 from typing import Any, Final
 
-from confluent_kafka import OFFSET_BEGINNING, OFFSET_STORED, Consumer, KafkaError, KafkaException
+from confluent_kafka import (
+    OFFSET_BEGINNING,
+    OFFSET_END,
+    OFFSET_STORED,
+    Consumer,
+    KafkaError,
+    KafkaException,
+)
 from confluent_kafka import TopicPartition as ConfluentPartition
 from kafka import TopicPartition
 
@@ -89,6 +106,8 @@ class ConfluentConsumer:
             config["max.poll.interval.ms"] = max(
                 config["max.poll.interval.ms"], config["session.timeout.ms"]
             )
+        config["enable.partition.eof"] = True  # positions past transaction markers
+        config.setdefault("fetch.wait.max.ms", 100)  # see the module docstring
         config.setdefault("error_cb", _log_client_error)
         config.setdefault("logger", logging.getLogger("confluent_kafka"))
         self._consumer = consumer if consumer is not None else Consumer(config)
@@ -128,7 +147,7 @@ class ConfluentConsumer:
         for tp in tps:
             self._positions.pop(tp, None)
             self._retry_seeks.pop(tp, None)
-            if starts.get(tp, -1) >= 0:
+            if tp in starts:
                 self._sought[tp] = starts[tp]
         if self._pause_after_assign:
             consumer.pause([_confluent(tp) for tp in self._pause_after_assign])
@@ -177,7 +196,10 @@ class ConfluentConsumer:
         for message in messages:
             error = message.error()
             if error is not None:
-                _record_error(error)
+                if error.code() == KafkaError._PARTITION_EOF:
+                    self._reached_end(message)
+                else:
+                    _record_error(error)
                 continue
             where = (message.topic(), message.partition())
             if where != current:  # records come in runs of one partition
@@ -196,6 +218,13 @@ class ConfluentConsumer:
             self._sought.pop(tp, None)
             batch[tp] = Records(values, stamps, offsets, kept, _key)
         return batch
+
+    def _reached_end(self, event: Any) -> None:
+        """The partition's records so far are all returned: its position is the fetch offset."""
+        tp = TopicPartition(event.topic(), event.partition())
+        if tp in self._assigned and tp not in self._retry_seeks:
+            self._positions[tp] = max(self._positions.get(tp, -1), event.offset())
+            self._sought.pop(tp, None)
 
     def pause(self, *partitions: TopicPartition) -> None:
         """Stop fetching ``partitions`` (inside ``on_assign``: right after assigning them)."""
@@ -217,10 +246,7 @@ class ConfluentConsumer:
             self._assigning[partition] = offset
             return
         self._positions.pop(partition, None)
-        if offset >= 0:
-            self._sought[partition] = offset
-        else:
-            self._sought.pop(partition, None)
+        self._sought[partition] = offset
         try:
             self._consumer.seek(ConfluentPartition(partition.topic, partition.partition, offset))
         except KafkaException as exc:  # the fetcher is still starting: again before the next poll
@@ -246,7 +272,12 @@ class ConfluentConsumer:
             [current] = self._consumer.position([_confluent(partition)])
             return max(known, current.offset)
         sought = self._sought.get(partition)
-        if sought is not None:
+        if sought == OFFSET_BEGINNING:  # the first offset: ask the broker once
+            low, _ = self._consumer.get_watermark_offsets(
+                _confluent(partition), timeout=max(timeout_ms / 1000, 1.0), cached=False
+            )
+            sought = self._sought[partition] = int(low)
+        if sought is not None and sought >= 0:
             return sought
         [current] = self._consumer.position([_confluent(partition)])
         offset: int = current.offset
@@ -263,14 +294,16 @@ class ConfluentConsumer:
         self, partitions: list[TopicPartition], timeout_ms: int
     ) -> dict[TopicPartition, int]:
         """Ask the broker for each partition's end offset (under ``isolation.level``)."""
-        deadline = time.monotonic() + timeout_ms / 1000
+        if not partitions:
+            return {}
+        answers = self._consumer.offsets_for_times(
+            [_confluent(tp, OFFSET_END) for tp in partitions], timeout=timeout_ms / 1000
+        )
         ends = {}
-        for tp in partitions:
-            left = max(deadline - time.monotonic(), 0.05)
-            _, high = self._consumer.get_watermark_offsets(
-                _confluent(tp), timeout=left, cached=False
-            )
-            ends[tp] = int(high)
+        for answer in answers:
+            if answer.error is not None:
+                raise KafkaException(answer.error)
+            ends[TopicPartition(answer.topic, answer.partition)] = int(answer.offset)
         return ends
 
     def commit_offsets(self, offsets: Mapping[TopicPartition, int]) -> None:
@@ -295,8 +328,6 @@ def _record_error(error: KafkaError) -> None:
     """A per-record error of ``consume``: fatal ones raise, the others are logged."""
     if error.fatal():
         raise KafkaException(error)
-    if error.code() == KafkaError._PARTITION_EOF:
-        return
     log.warning("consume: %s", error.str())
 
 
