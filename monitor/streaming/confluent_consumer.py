@@ -185,7 +185,15 @@ class ConfluentConsumer:
         if self._retry_seeks:
             for tp, offset in list(self._retry_seeks.items()):
                 self.seek(tp, offset)
-        messages = self._consumer.consume(max_records, timeout_ms / 1000)
+        # What is queued, at once; if nothing, wait for the first record only (consume()
+        # would wait for a full batch): kafka-python's poll returns as soon as it has some.
+        messages = self._consumer.consume(max_records, 0)
+        if not messages:
+            first = self._consumer.poll(timeout_ms / 1000)
+            if first is not None:
+                messages = [first]
+                if max_records > 1:
+                    messages += self._consumer.consume(max_records - 1, 0)
         # Typed loosely: confluent-kafka's stubs allow None for a message's topic and offset.
         columns: dict[Any, tuple[list[Any], list[Any], list[Any], list[Any]]] = {}
         current: Any = None
