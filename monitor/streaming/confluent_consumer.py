@@ -62,6 +62,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
+from itertools import groupby
 from typing import Any, Final
 
 from confluent_kafka import (
@@ -83,6 +84,10 @@ log = logging.getLogger(__name__)
 
 #: librdkafka's offset for "no offset known" (RD_KAFKA_OFFSET_INVALID).
 _INVALID: Final = -1001
+
+
+def _where(message: Any) -> tuple[str, int]:
+    return message.topic(), message.partition()
 
 
 def _key(message: Any) -> bytes | None:
@@ -194,37 +199,33 @@ class ConfluentConsumer:
                 messages = [first]
                 if max_records > 1:
                     messages += self._consumer.consume(max_records - 1, 0)
-        # Typed loosely: confluent-kafka's stubs allow None for a message's topic and offset.
-        columns: dict[Any, tuple[list[Any], list[Any], list[Any], list[Any]]] = {}
-        current: Any = None
-        values: list[Any] = []
-        stamps: list[Any] = []
-        offsets: list[Any] = []
-        kept: list[Any] = []
-        for message in messages:
-            error = message.error()
-            if error is not None:
+        errors = [message.error() for message in messages]
+        if any(errors):  # end-of-partition events, now and then an error
+            for message, error in zip(messages, errors, strict=True):
+                if error is None:
+                    continue
                 if error.code() == KafkaError._PARTITION_EOF:
                     self._reached_end(message)
                 else:
                     _record_error(error)
-                continue
-            where = (message.topic(), message.partition())
-            if where != current:  # records come in runs of one partition
-                current = where
-                if where not in columns:
-                    columns[where] = ([], [], [], [])
-                kept, values, stamps, offsets = columns[where]
-            kept.append(message)
-            values.append(message.value())
-            stamps.append(message.timestamp()[1])
-            offsets.append(message.offset())
+            messages = [m for m, error in zip(messages, errors, strict=True) if error is None]
+        # Records come in runs of one partition; each column is read by one comprehension.
+        runs: dict[Any, list[Any]] = {}
+        for where, run in groupby(messages, _where):
+            runs.setdefault(where, []).extend(run)
         batch = {}
-        for (topic, partition), (kept, values, stamps, offsets) in columns.items():
+        for (topic, partition), kept in runs.items():
             tp = TopicPartition(topic, partition)
+            offsets = [message.offset() for message in kept]
             self._positions[tp] = offsets[-1] + 1
             self._sought.pop(tp, None)
-            batch[tp] = Records(values, stamps, offsets, kept, _key)
+            batch[tp] = Records(
+                [message.value() for message in kept],
+                [message.timestamp()[1] for message in kept],
+                offsets,
+                kept,
+                _key,
+            )
         return batch
 
     def _reached_end(self, event: Any) -> None:

@@ -21,11 +21,11 @@ from tests.service.harness import BACKEND_ENV, MonitorPool
 BACKENDS = ("kafka-python", "confluent")
 #: The test modules run on every backend: exactly-once, faults, rebalances and scale-out,
 #: dead letters, transactions and lag, idle partitions, the in-process ingest, logins.
+#: (test_group_assignment checks driftline's kafka-python assignors: kafka-python only.)
 BOTH_BACKENDS = frozenset(
     {
         "test_exactly_once",
         "test_faults",
-        "test_group_assignment",
         "test_scale_out",
         "test_poison_records",
         "test_bad_input",
@@ -37,10 +37,17 @@ BOTH_BACKENDS = frozenset(
 )
 
 
+#: Fixtures of a test that talks to a real broker (the others use stand-in consumers).
+BROKER_FIXTURES = frozenset(
+    {"kafka_broker", "kafka_factory", "tansu_broker", "any_broker", "monitors"}
+)
+
+
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
-    """Run the modules of :data:`BOTH_BACKENDS` once per backend."""
+    """Run the broker tests of the modules in :data:`BOTH_BACKENDS` once per backend."""
     module = metafunc.module.__name__.rpartition(".")[2]
-    if module in BOTH_BACKENDS and "kafka_backend" in metafunc.fixturenames:
+    names = set(metafunc.fixturenames)
+    if module in BOTH_BACKENDS and "kafka_backend" in names and names & BROKER_FIXTURES:
         metafunc.parametrize("kafka_backend", BACKENDS, indirect=True)
 
 
