@@ -50,8 +50,11 @@ Commits
     loop commits the checkpointed offsets asynchronously after the database.
 Errors
     Per-record errors and client errors (broker down, authentication) are
-    logged and polling goes on, as kafka-python's retriable errors are; a
-    fatal error raises ``confluent_kafka.KafkaException``.
+    logged and polling goes on, as kafka-python's retriable errors are. A
+    broker error no retry can fix (an invalid session timeout, a refused
+    group or topic) raises kafka-python's exception for that error code, as
+    kafka-python's poll does; a fatal client error raises
+    ``confluent_kafka.KafkaException``.
 
 Dead letters are still written by kafka-python's producer
 (:mod:`monitor.streaming.dead_letter`): they are rare, and one producer
@@ -75,6 +78,7 @@ from confluent_kafka import (
 )
 from confluent_kafka import TopicPartition as ConfluentPartition
 from kafka import TopicPartition
+from kafka import errors as kafka_errors
 
 from monitor.streaming.consumer import RebalanceListener, Records
 
@@ -139,6 +143,8 @@ class ConfluentConsumer:
 
     def _on_assign(self, consumer: Any, partitions: list[ConfluentPartition]) -> None:
         tps = [TopicPartition(p.topic, p.partition) for p in partitions]
+        # The line kafka-python's coordinator logs: one format for both backends.
+        log.info("Setting newly assigned partitions %s", set(tps))
         self._assigned = set(tps)
         self._assigning = {}
         self._pause_after_assign = set()
@@ -333,8 +339,27 @@ def _confluent(tp: TopicPartition, offset: int | None = None) -> ConfluentPartit
     return ConfluentPartition(tp.topic, tp.partition, offset)
 
 
+#: Broker errors that no retry can fix (the group's or the client's settings, permissions):
+#: raised from poll, as kafka-python raises its non-retriable errors, so that the service
+#: stops with an error instead of polling in vain. Anything else librdkafka retries itself.
+_STOPPING_ERRORS: Final = frozenset(
+    {
+        KafkaError.INVALID_SESSION_TIMEOUT,
+        KafkaError.INVALID_GROUP_ID,
+        KafkaError.INCONSISTENT_GROUP_PROTOCOL,
+        KafkaError.GROUP_AUTHORIZATION_FAILED,
+        KafkaError.TOPIC_AUTHORIZATION_FAILED,
+        KafkaError.UNSUPPORTED_VERSION,
+    }
+)
+
+
 def _record_error(error: KafkaError) -> None:
-    """A per-record error of ``consume``: fatal ones raise, the others are logged."""
+    """An error event of ``consume``: fatal and unfixable ones raise, the others are logged."""
+    if error.code() in _STOPPING_ERRORS:
+        # As kafka-python's error class of that broker error code: the same exception (and
+        # log line) on both backends.
+        raise kafka_errors.for_code(error.code())(error.str())
     if error.fatal():
         raise KafkaException(error)
     log.warning("consume: %s", error.str())
