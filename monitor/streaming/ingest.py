@@ -319,14 +319,19 @@ class Ingestor:
         limit = self.config.consumer.max_record_bytes
         decoded_batch = decode_predictions(records.values, records.timestamps, max_bytes=limit)
         known = self._known
-        for index, decoded in enumerate(decoded_batch):
-            if type(decoded) is PredictionRecord and decoded.model in known:
-                valid.append(decoded)
-                offsets.append(records.offsets[index])
-                continue
-            invalid = route(decoded, known)
-            if isinstance(invalid, InvalidRecord):  # always: known models were taken above
-                self._dead_letter(tp, records, index, invalid)
+        valid = [r for r in decoded_batch if type(r) is PredictionRecord and r.model in known]
+        if len(valid) == len(decoded_batch):  # the usual batch: every record valid
+            offsets = records.offsets
+        else:
+            valid = []
+            for index, decoded in enumerate(decoded_batch):
+                if type(decoded) is PredictionRecord and decoded.model in known:
+                    valid.append(decoded)
+                    offsets.append(records.offsets[index])
+                    continue
+                invalid = route(decoded, known)
+                if isinstance(invalid, InvalidRecord):  # always: known models were taken above
+                    self._dead_letter(tp, records, index, invalid)
         next_offset = records.next_offset
         outcome = state.add(self.runtimes, valid, next_offset, self.clock(), offsets)
 
