@@ -9,6 +9,12 @@ is cut to fit the producer's and broker's limits, and one that cannot be
 written even so is counted, logged and skipped (:mod:`monitor.streaming.dead_letter`):
 no single record can stop a partition.
 
+The consumer is a :class:`~monitor.streaming.consumer.ConsumerPort`: kafka-python
+by default, librdkafka with ``consumer.backend: confluent``
+(:mod:`monitor.streaming.confluent_consumer`); everything below holds for both.
+A poll hands over each partition's records as columns, decoded as one batch
+(:func:`monitor.records.decode_predictions`).
+
 Exactly-once: at a checkpoint the dead-letter producer is flushed, then the
 dirty partials and every partition's next offset are written in one database
 transaction; on assignment a partition's state is reloaded from the database
