@@ -441,7 +441,7 @@ class ConsumerSection(_Section):
     #: The Kafka client library of the consumer: ``kafka-python`` (pure Python, always
     #: installed) or ``confluent`` (librdkafka through confluent-kafka, the
     #: ``driftline[confluent]`` extra; faster). Same checkpoints, rebalances and dead
-    #: letters, and the same assignor protocols, so members of both can share a group.
+    #: letters, and the same assignor protocol names; a group mixing both is not tested.
     backend: Literal["kafka-python", "confluent"] = "kafka-python"
 
     @field_validator("backend")

@@ -12,7 +12,7 @@ How kafka-python's behaviour is kept:
 Rebalances
     Eager, as with kafka-python: librdkafka's ``range,roundrobin`` assignors
     (the same protocol names and algorithms as driftline's kafka-python
-    assignors, so members of both backends can share a group). ``on_assign``,
+    assignors; a group mixing both backends is not tested). ``on_assign``,
     ``on_revoke`` and ``on_lost`` run on the polling thread inside
     :meth:`ConfluentConsumer.poll` and call the listener's ``assigned``,
     ``revoked`` and ``lost``.
