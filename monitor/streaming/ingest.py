@@ -354,11 +354,21 @@ class Ingestor:
         latest = {name: r for name, r in self.runtimes.items() if r.config.labels.enabled}
         if not latest:  # no model joins labels: nothing to keep
             return
+        # The newest window containing t is the same for every t in [its start, + step):
+        # records in partition order mostly fall there, as the previous record did. Only
+        # for whole-second steps, where start + step is exact (else: no reuse).
+        cached, low, top, start = "", 0.0, -1.0, 0.0
         for record in records:
             runtime = latest.get(record.model)
             if record.request_id is None or runtime is None:
                 continue
-            start, _ = runtime.window.windows_for(record.event_time)[-1]
+            t = record.event_time
+            if record.model != cached or not low <= t < top:
+                window = runtime.window
+                start, _ = window.windows_for(t)[-1]
+                step = window.step_s
+                cached, low = record.model, start
+                top = start + step if float(step).is_integer() else start
             label = record.prediction.get("label")
             rows.append(
                 PredictionRow(
