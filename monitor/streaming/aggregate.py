@@ -22,9 +22,11 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from itertools import pairwise
 from typing import NamedTuple
 
 import numpy as np
+import numpy.typing as npt
 
 from detectors.attribution import AttributionSummary
 from detectors.performance import CBPESketch
@@ -52,6 +54,7 @@ from monitor.streaming.sketching import (
     score_sketch,
     sketch_records,
 )
+from monitor.windows import WindowSpec
 
 WindowKey = tuple[str, float]  # (model, window_start)
 
@@ -215,6 +218,91 @@ class AddResult:
     late: dict[str, int] = field(default_factory=lambda: defaultdict(int))
 
 
+def _assign_windows(
+    specs: Mapping[str, WindowSpec],
+    records: Sequence[PredictionRecord],
+    high: float | None,
+    outcome: AddResult,
+) -> tuple[list[tuple[tuple[str, float, float], npt.NDArray[np.intp]]], float | None]:
+    """Group ``records`` by (model, window start, window end) among their live windows.
+
+    Returns the groups -- each with the ascending positions of its records in
+    ``records`` -- in the order a record-by-record pass would first meet them,
+    and the partition's largest event time after the records. Counts each
+    record as counted or late in ``outcome``. Vectorised over the batch: the
+    watermark is a running maximum, and ``WindowSpec.windows_for`` is called once
+    per run of one model's records in one window step (per record only where
+    the step's two ends disagree, which exact arithmetic never causes).
+    """
+    n = len(records)
+    if n == 0:
+        return [], high
+    times = np.fromiter([r.event_time for r in records], dtype=np.float64, count=n)
+    models = [r.model for r in records]
+    names = list(dict.fromkeys(models))
+    if not np.isfinite(times).all():  # what windows_for raises, record by record
+        for r in records:
+            specs[r.model].windows_for(r.event_time)
+    if len(names) == 1:
+        code = np.zeros(n, dtype=np.intp)
+    else:
+        where = {name: i for i, name in enumerate(names)}
+        code = np.fromiter(map(where.__getitem__, models), dtype=np.intp, count=n)
+    model_specs = [specs[name] for name in names]
+    steps = np.array([s.step_s for s in model_specs], dtype=np.float64)
+    lateness = np.array([s.allowed_lateness_s for s in model_specs], dtype=np.float64)
+    running = np.maximum.accumulate(times)
+    if high is not None:
+        np.maximum(running, high, out=running)
+    watermark = running - lateness[code]
+    step_of = np.floor(times / steps[code])
+    order = np.lexsort((step_of, code))  # stable: record order within a (model, step) run
+    sorted_code, sorted_step = code[order], step_of[order]
+    cuts = np.flatnonzero(
+        (sorted_code[1:] != sorted_code[:-1]) | (sorted_step[1:] != sorted_step[:-1])
+    )
+    bounds = [0, *(cuts + 1).tolist(), n]
+    members: dict[tuple[str, float, float], list[npt.NDArray[np.intp]]] = {}
+    counted = np.zeros(len(names), dtype=np.int64)
+    late = np.zeros(len(names), dtype=np.int64)
+    for lo, hi in pairwise(bounds):
+        run = order[lo:hi]
+        model_index = int(sorted_code[lo])
+        spec = model_specs[model_index]
+        run_times = times[run]
+        first, last = float(run_times.min()), float(run_times.max())
+        containing = spec.windows_for(first)
+        # No window fits strictly between first and last when they are less than a window
+        # apart (a computed difference below size_s means the exact one is), so records
+        # between two ends with equal windows have those windows.
+        if last == first or (last - first < spec.size_s and spec.windows_for(last) == containing):
+            parts = [(run, containing)]
+        else:  # rounding at a window edge: each record on its own
+            parts = [(run[i : i + 1], spec.windows_for(float(t))) for i, t in enumerate(run_times)]
+        for part, windows in parts:
+            marks = watermark[part]
+            is_late = marks >= windows[-1][1]  # the newest window has the latest end
+            late[model_index] += int(is_late.sum())
+            counted[model_index] += part.size - int(is_late.sum())
+            for start, end in windows:
+                live = part[end > marks]
+                if live.size:
+                    members.setdefault((names[model_index], start, end), []).append(live)
+    for i, name in enumerate(names):
+        if counted[i]:
+            outcome.counted[name] += int(counted[i])
+        if late[i]:
+            outcome.late[name] += int(late[i])
+    groups = []
+    for key, parts_of in members.items():
+        joined = parts_of[0] if len(parts_of) == 1 else np.sort(np.concatenate(parts_of))
+        groups.append((key, joined))
+    # A record-by-record pass meets a group at its first record, and a record's windows
+    # oldest first.
+    groups.sort(key=lambda g: (int(g[1][0]), g[0][1]))
+    return groups, float(running[-1])
+
+
 @dataclass(slots=True)
 class PartitionState:
     """Everything the service has aggregated from one topic partition."""
@@ -249,33 +337,11 @@ class PartitionState:
         """
         outcome = AddResult()
         versions = as_runtimes(runtimes)
-        specs = {name: runtime.window for name, runtime in versions.items()}  # per record below
-        groups: dict[tuple[str, float, float], list[int]] = defaultdict(list)
-        high = self.max_event_time
-        # The windows containing t are the same for every t in [newest start, + step):
-        # a model's records in partition order mostly hit its previous record's windows.
-        cache: dict[str, tuple[float, float, list[tuple[float, float]]]] = {}
-        for index, record in enumerate(records):
-            model, t = record.model, record.event_time
-            spec = specs[model]
-            low, top, containing = cache.get(model, (0.0, -1.0, []))
-            if not low <= t < top:
-                containing = spec.windows_for(t)
-                low = containing[-1][0]
-                cache[model] = (low, low + spec.step_s, containing)
-            if high is None or t > high:
-                high = t
-            watermark = high - spec.allowed_lateness_s
-            live = [w for w in containing if w[1] > watermark]
-            if not live:
-                outcome.late[model] += 1
-                continue
-            outcome.counted[model] += 1
-            for start, end in live:
-                groups[(model, start, end)].append(index)
+        specs = {name: runtime.window for name, runtime in versions.items()}
+        groups, high = _assign_windows(specs, records, self.max_event_time, outcome)
         keys: UInt64Array | None = None
-        numeric: list[tuple[ModelRuntime, NumericAccumulator, list[PredictionRecord]]] = []
-        for (model, start, end), members in groups.items():
+        numeric: list[tuple[ModelRuntime, NumericAccumulator, Sequence[PredictionRecord]]] = []
+        for (model, start, end), members in groups:
             runtime = versions.at(model, start)
             key = (model, start)
             known = self.partials.get(key)
@@ -283,7 +349,9 @@ class PartitionState:
                 # A partial binned on an older profile cannot take new rows; its window keeps
                 # the old rows (evaluation reads each partial with its own profile version).
                 continue
-            chosen = [records[i] for i in members]
+            chosen = (
+                records if members.size == len(records) else [records[i] for i in members.tolist()]
+            )
             extras = Extras(
                 records_attribution(chosen) if runtime.explained_by_records else None,
                 score_sketch(runtime, chosen) if runtime.estimates_performance else None,
