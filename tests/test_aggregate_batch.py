@@ -158,8 +158,13 @@ def test_a_sketch_read_between_polls_is_not_stale() -> None:
     assert_same(state.partials[key].sketch, per_window(runtimes, records)[key])
 
 
-def test_accumulators_that_fold_often_count_the_same(monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.parametrize("dense_shift", [0, 3, 62], ids=["sort", "mixed", "count"])
+def test_accumulators_that_fold_often_count_the_same(
+    monkeypatch: pytest.MonkeyPatch, dense_shift: int
+) -> None:
     monkeypatch.setattr(sketching, "FOLD_AFTER", 7)  # fold after almost every poll
+    # Which folds count into a dense array instead of sorting: none, the busy ones, all.
+    monkeypatch.setattr(sketching, "_DENSE_SHIFT", dense_shift)
     runtimes = {f"m{i}": model(f"m{i}", i) for i in range(3)}
     records = traffic(runtimes, 900, 11)
     state = PartitionState(topic="t", partition=0)

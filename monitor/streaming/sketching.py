@@ -298,6 +298,9 @@ def numeric_layout(runtime: ModelRuntime) -> NumericLayout:
 _EMPTY_FLOATS = np.array([np.nan, np.nan, 0.0, 0.0, 0.0, 0.0])
 #: Pending bin positions an accumulator holds before it folds them into its counts.
 FOLD_AFTER = 1 << 16
+#: A fold counts into a dense array instead of sorting once the pending positions reach
+#: this fraction (1/2**shift) of the layout's bins.
+_DENSE_SHIFT = 3
 
 
 @dataclass(slots=True, eq=False)
@@ -362,6 +365,16 @@ class NumericAccumulator:
         """Fold the pending positions into ``index``/``counts``."""
         if not self.pending:
             return
+        if self.pending_size >= self.layout.size >> _DENSE_SHIFT:
+            # Many positions for the bins there are (a busy partial): one counting pass over a
+            # dense array is far cheaper than sorting them (same index and counts).
+            dense = np.bincount(np.concatenate(self.pending), minlength=self.layout.size)
+            dense[self.index] += self.counts
+            self.index = np.flatnonzero(dense).astype(np.int64)
+            self.counts = dense[self.index]
+            self.pending = []
+            self.pending_size = 0
+            return
         positions = np.concatenate([self.index, *self.pending])
         weights = np.concatenate([self.counts, np.ones(self.pending_size, dtype=np.int64)])
         order = np.argsort(positions, kind="stable")
@@ -407,6 +420,11 @@ class NumericAccumulator:
 def fold_all(accumulators: Sequence[NumericAccumulator]) -> None:
     """:meth:`NumericAccumulator.fold` every accumulator, in one sort for all of them."""
     pending = [acc for acc in accumulators if acc.pending]
+    busy = [acc for acc in pending if acc.pending_size >= acc.layout.size >> _DENSE_SHIFT]
+    for acc in busy:  # folded on its own by counting (see fold)
+        acc.fold()
+    if busy:
+        pending = [acc for acc in pending if acc.pending]
     if len(pending) <= 1:
         for acc in pending:
             acc.fold()
