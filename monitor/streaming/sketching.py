@@ -8,7 +8,7 @@ import threading
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from operator import itemgetter
+from operator import attrgetter, itemgetter
 from typing import Any
 
 import numpy as np
@@ -45,6 +45,26 @@ def record_keys(partition: int, offsets: Sequence[int]) -> UInt64Array:
     return hash_ids(positions)
 
 
+def _pick(names: tuple[str, ...], records: Sequence[PredictionRecord]) -> list[tuple[Any, ...]]:
+    """Each record's values of ``names`` as a tuple (None where a record lacks a feature)."""
+    pick = itemgetter(*names) if len(names) > 1 else (lambda f: (f[names[0]],))
+    try:
+        # One C-level lookup per record and no Python loop when every record has them all.
+        return list(map(pick, map(_FEATURES, records)))
+    except KeyError:  # a record without some feature: its values are missing
+        pass
+    picked: list[tuple[Any, ...]] = []
+    for record in records:
+        try:
+            picked.append(pick(record.features))
+        except KeyError:
+            picked.append(tuple(record.features.get(n) for n in names))
+    return picked
+
+
+_FEATURES = attrgetter("features")
+
+
 def sketch_records(
     runtime: ModelRuntime,
     records: Sequence[PredictionRecord],
@@ -77,13 +97,7 @@ def sketch_records(
     columns: dict[str, Sequence[Any]] = {}
     if names:
         # One C-level lookup per record and a transpose, instead of one .get per value.
-        pick = itemgetter(*names) if len(names) > 1 else (lambda f: (f[names[0]],))
-        picked: list[tuple[Any, ...]] = []
-        for record in records:
-            try:
-                picked.append(pick(record.features))
-            except KeyError:  # a record without some feature: those values are missing
-                picked.append(tuple(record.features.get(n) for n in names))
+        picked = _pick(names, records)
         if picked:
             columns = dict(zip(names, zip(*picked, strict=True), strict=True))
     if PREDICTION in specs:
@@ -489,13 +503,7 @@ def _numeric_matrix(
     matrix = np.empty((len(layout.names), n), dtype=np.float64)
     invalid = np.zeros(len(layout.names), dtype=np.int64)
     if names and n:
-        rows: list[tuple[Any, ...]] = []
-        pick = itemgetter(*names) if len(names) > 1 else (lambda f: (f[names[0]],))
-        for record in records:
-            try:
-                rows.append(pick(record.features))
-            except KeyError:  # a record without some feature: those values are missing
-                rows.append(tuple(record.features.get(n) for n in names))
+        rows = _pick(names, records)
         try:
             # One C-level conversion of every value (None -> NaN, booleans 0/1).
             matrix[layout.feature_rows] = np.array(rows, dtype=np.float64).reshape(n, -1).T
