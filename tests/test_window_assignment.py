@@ -16,6 +16,7 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
+from monitor.streaming import aggregate
 from monitor.streaming.aggregate import AddResult, _assign_windows
 from monitor.windows import WindowSpec
 
@@ -74,8 +75,13 @@ def batch(rng: np.random.Generator, n: int, names: list[str], base: float) -> li
     return out
 
 
+@pytest.mark.parametrize("run_records", [0, 16, 1 << 62], ids=["numpy", "mixed", "by-record"])
 @pytest.mark.parametrize("seed", range(12))
-def test_assignment_equals_record_by_record(seed: int) -> None:
+def test_assignment_equals_record_by_record(
+    seed: int, run_records: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Batches of fewer records per model than _RUN_RECORDS go record by record.
+    monkeypatch.setattr(aggregate, "_RUN_RECORDS", run_records)
     rng = np.random.default_rng(seed)
     names = list(SPECS) if seed % 3 else [list(SPECS)[seed % len(SPECS)]]
     high: float | None = None if seed % 2 else 1_800_000_000.0
