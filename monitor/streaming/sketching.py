@@ -310,6 +310,15 @@ def numeric_layout(runtime: ModelRuntime) -> NumericLayout:
 
 #: The float fields of a column without values: min and max NaN, sums 0.
 _EMPTY_FLOATS = np.array([np.nan, np.nan, 0.0, 0.0, 0.0, 0.0])
+
+
+def _empty_floats(columns: int) -> FloatArray:
+    """``columns`` rows of :data:`_EMPTY_FLOATS` (np.tile's Python overhead, ~25 us, avoided)."""
+    out = np.empty((columns, _EMPTY_FLOATS.size))
+    out[:] = _EMPTY_FLOATS
+    return out
+
+
 #: Pending bin positions an accumulator holds before it folds them into its counts.
 FOLD_AFTER = 1 << 16
 #: A fold counts into a dense array instead of sorting once the pending positions reach
@@ -347,7 +356,7 @@ class NumericAccumulator:
             index=np.zeros(0, dtype=np.int64),
             counts=np.zeros(0, dtype=np.int64),
             tallies=np.zeros((columns, 3), dtype=np.int64),
-            floats=np.tile(_EMPTY_FLOATS, (columns, 1)),
+            floats=_empty_floats(columns),
         )
 
     @classmethod
