@@ -232,7 +232,9 @@ def _assign_windows(
     record as counted or late in ``outcome``. Vectorised over the batch: the
     watermark is a running maximum, and ``WindowSpec.windows_for`` is called once
     per run of one model's records in one window step (per record only where
-    the step's two ends disagree, which exact arithmetic never causes).
+    the step's two ends disagree, which exact arithmetic never causes). A batch
+    of fewer than :data:`_RUN_RECORDS` records per model goes through
+    :func:`_assign_by_record` instead (same result, cheaper for a few records).
     """
     n = len(records)
     if n == 0:
@@ -317,7 +319,7 @@ def _assign_by_record(
     high: float | None,
     outcome: AddResult,
 ) -> tuple[list[tuple[tuple[str, float, float], npt.NDArray[np.intp]]], float | None]:
-    """:func:`_assign_windows` record by record (the rule itself, in partition order)."""
+    """Return what :func:`_assign_windows` returns, deciding record by record in partition order."""
     groups: dict[tuple[str, float, float], list[int]] = defaultdict(list)
     # The windows containing t are the same for every t in [newest start, + step):
     # a model's records in partition order mostly hit its previous record's windows.
