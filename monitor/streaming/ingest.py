@@ -9,6 +9,12 @@ is cut to fit the producer's and broker's limits, and one that cannot be
 written even so is counted, logged and skipped (:mod:`monitor.streaming.dead_letter`):
 no single record can stop a partition.
 
+The consumer is a :class:`~monitor.streaming.consumer.ConsumerPort`: kafka-python
+by default, librdkafka with ``consumer.backend: confluent``
+(:mod:`monitor.streaming.confluent_consumer`); everything below holds for both.
+A poll hands over each partition's records as columns, decoded as one batch
+(:func:`monitor.records.decode_predictions`).
+
 Exactly-once: at a checkpoint the dead-letter producer is flushed, then the
 dirty partials and every partition's next offset are written in one database
 transaction; on assignment a partition's state is reloaded from the database
@@ -58,8 +64,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import replace
 from typing import Any
 
-from kafka import KafkaConsumer, KafkaProducer, TopicPartition
-from kafka.consumer.subscription_state import ConsumerRebalanceListener
+from kafka import KafkaProducer, TopicPartition
 from kafka.errors import KafkaError
 
 from monitor.analyses.model import ModelRuntime, as_runtimes
@@ -70,13 +75,14 @@ from monitor.records import (
     LabelRecord,
     PredictionRecord,
     decode_label,
-    decode_prediction,
+    decode_predictions,
     route,
 )
 from monitor.store import Store
 from monitor.store.repository import StaleCheckpointError, StaleReferenceError
 from monitor.store.rows import LabelRow, PredictionRow, ProgressRow
 from monitor.streaming.aggregate import PartitionState
+from monitor.streaming.consumer import ConsumerPort, KafkaPythonConsumer, Records, open_consumer
 from monitor.streaming.dead_letter import DETAIL_HEADER as DETAIL_HEADER
 from monitor.streaming.dead_letter import REASON_HEADER as REASON_HEADER
 from monitor.streaming.dead_letter import SOURCE_HEADER as SOURCE_HEADER
@@ -105,8 +111,11 @@ class Ingestor:
     """Consumes prediction and label records into partial window sketches.
 
     ``consumer`` and ``producer`` are created from the config unless given
-    (tests pass their own); ``clock`` is the wall clock used for idle
-    detection and checkpoint timing.
+    (tests pass their own): the consumer of ``consumer.backend``
+    (:func:`monitor.streaming.consumer.open_consumer`); a given consumer is a
+    :class:`~monitor.streaming.consumer.ConsumerPort` or an object with
+    kafka-python's ``KafkaConsumer`` methods. ``clock`` is the wall clock used
+    for idle detection and checkpoint timing.
     """
 
     def __init__(
@@ -116,7 +125,7 @@ class Ingestor:
         runtimes: Mapping[str, ModelRuntime],
         metrics: Metrics,
         *,
-        consumer: KafkaConsumer | None = None,
+        consumer: ConsumerPort | Any | None = None,
         producer: KafkaProducer | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
@@ -127,7 +136,11 @@ class Ingestor:
         self.metrics = metrics
         self.clock = clock
         self.group_id = config.consumer.group_id
-        self.consumer = consumer or KafkaConsumer(**config.kafka_consumer_options())
+        if consumer is None:
+            consumer = open_consumer(config)
+        elif not hasattr(consumer, "commit_offsets"):  # a KafkaConsumer or a test's stand-in
+            consumer = KafkaPythonConsumer(consumer)
+        self.consumer: ConsumerPort = consumer
         self.producer = producer or KafkaProducer(
             **{**DEAD_LETTER_PRODUCER_DEFAULTS, **config.kafka_producer_options()}
         )
@@ -166,7 +179,7 @@ class Ingestor:
         self._pending_records = 0
         self._last_checkpoint = clock()
         topics = config.topics
-        self.consumer.subscribe([topics.predictions, topics.labels], listener=_Rebalance(self))
+        self.consumer.subscribe([topics.predictions, topics.labels], _Rebalance(self))
 
     # --- the loop ------------------------------------------------------------------------
 
@@ -206,7 +219,7 @@ class Ingestor:
             batch = self.consumer.poll(
                 timeout_ms=timeout_ms, max_records=self.config.consumer.max_poll_records
             )
-        except KafkaError as exc:
+        except KafkaError as exc:  # the confluent backend raises only fatal errors
             if not exc.retriable:
                 raise
             # The broker is unreachable (restarting, network): the state is kept, the
@@ -221,14 +234,14 @@ class Ingestor:
             # meanwhile, so no partition may go idle on its pre-outage clock.
             self._reattach = True
         seen = 0
-        for tp, messages in batch.items():
+        for tp, records in batch.items():
             if tp not in self.states:
                 continue  # revoked while the batch was in flight
-            seen += len(messages)
+            seen += len(records)
             if tp.topic == self.config.topics.labels:
-                self._labels(tp, messages)
+                self._labels(tp, records)
             else:
-                self._predictions(tp, messages)
+                self._predictions(tp, records)
         self._pending_records += seen
         consumer = self.config.consumer
         if failing:
@@ -305,21 +318,27 @@ class Ingestor:
 
     # --- records -------------------------------------------------------------------------
 
-    def _predictions(self, tp: TopicPartition, messages: list[Any]) -> None:
+    def _predictions(self, tp: TopicPartition, records: Records) -> None:
         state = self.states[tp]
         valid: list[PredictionRecord] = []
         offsets: list[int] = []
         limit = self.config.consumer.max_record_bytes
-        for message in messages:
-            decoded = decode_prediction(message.value, message.timestamp, max_bytes=limit)
-            if isinstance(decoded, PredictionRecord):
-                decoded = route(decoded, self._known)
-            if isinstance(decoded, InvalidRecord):
-                self._dead_letter(tp, message, decoded)
-            else:
-                valid.append(decoded)
-                offsets.append(message.offset)
-        next_offset = messages[-1].offset + 1
+        decoded_batch = decode_predictions(records.values, records.timestamps, max_bytes=limit)
+        known = self._known
+        valid = [r for r in decoded_batch if type(r) is PredictionRecord and r.model in known]
+        if len(valid) == len(decoded_batch):  # the usual batch: every record valid
+            offsets = records.offsets
+        else:
+            valid = []
+            for index, decoded in enumerate(decoded_batch):
+                if type(decoded) is PredictionRecord and decoded.model in known:
+                    valid.append(decoded)
+                    offsets.append(records.offsets[index])
+                    continue
+                invalid = route(decoded, known)
+                if isinstance(invalid, InvalidRecord):  # always: known models were taken above
+                    self._dead_letter(tp, records, index, invalid)
+        next_offset = records.next_offset
         outcome = state.add(self.runtimes, valid, next_offset, self.clock(), offsets)
 
         for model, count in outcome.counted.items():
@@ -331,12 +350,25 @@ class Ingestor:
 
     def _store_predictions(self, records: Iterable[PredictionRecord]) -> None:
         rows = []
-        latest = dict(self.runtimes.items())  # config and window: the same in every version
+        # Config and window: the same in every version.
+        latest = {name: r for name, r in self.runtimes.items() if r.config.labels.enabled}
+        if not latest:  # no model joins labels: nothing to keep
+            return
+        # The newest window containing t is the same for every t in [its start, + step):
+        # records in partition order mostly fall there, as the previous record did. Only
+        # for whole-second steps, where start + step is exact (else: no reuse).
+        cached, low, top, start = "", 0.0, -1.0, 0.0
         for record in records:
-            runtime = latest[record.model]
-            if record.request_id is None or not runtime.config.labels.enabled:
+            runtime = latest.get(record.model)
+            if record.request_id is None or runtime is None:
                 continue
-            start, _ = runtime.window.windows_for(record.event_time)[-1]
+            t = record.event_time
+            if record.model != cached or not low <= t < top:
+                window = runtime.window
+                start, _ = window.windows_for(t)[-1]
+                step = window.step_s
+                cached, low = record.model, start
+                top = start + step if float(step).is_integer() else start
             label = record.prediction.get("label")
             rows.append(
                 PredictionRow(
@@ -352,15 +384,17 @@ class Ingestor:
         # re-reading after a crash is harmless.
         self._pending_predictions += rows
 
-    def _labels(self, tp: TopicPartition, messages: list[Any]) -> None:
+    def _labels(self, tp: TopicPartition, records: Records) -> None:
         rows = []
         limit = self.config.consumer.max_record_bytes
-        for message in messages:
-            decoded = decode_label(message.value, message.timestamp, max_bytes=limit)
+        for index, (value, timestamp) in enumerate(
+            zip(records.values, records.timestamps, strict=True)
+        ):
+            decoded = decode_label(value, timestamp, max_bytes=limit)
             if isinstance(decoded, LabelRecord):
                 decoded = route(decoded, self._known)
             if isinstance(decoded, InvalidRecord):
-                self._dead_letter(tp, message, decoded)
+                self._dead_letter(tp, records, index, decoded)
                 continue
             rows.append(
                 LabelRow(
@@ -371,18 +405,20 @@ class Ingestor:
                 )
             )
         self._pending_labels += rows  # an upsert at the next checkpoint: idempotent
-        self.states[tp].skip(messages[-1].offset + 1)
+        self.states[tp].skip(records.next_offset)
 
-    def _dead_letter(self, tp: TopicPartition, message: Any, invalid: InvalidRecord) -> None:
+    def _dead_letter(
+        self, tp: TopicPartition, records: Records, index: int, invalid: InvalidRecord
+    ) -> None:
         model = invalid.model or "unknown"
         self.metrics.records_invalid_total.labels(model=model, reason=invalid.reason.value).inc()
         # Never raises: a letter that cannot be written is counted, logged and skipped.
         self.dead_letters.add(
             tp.topic,
             tp.partition,
-            message.offset,
-            key=message.key,
-            value=message.value,
+            records.offsets[index],
+            key=records.key(index),
+            value=records.values[index],
             reason=invalid.reason.value,
             detail=invalid.detail,
         )
@@ -629,12 +665,8 @@ class Ingestor:
         self._attached.pop(tp, None)
 
     def _commit_to_kafka(self, offsets: dict[TopicPartition, int]) -> None:
-        from kafka.structs import OffsetAndMetadata
-
         try:
-            self.consumer.commit_async(
-                {tp: OffsetAndMetadata(offset, "", -1) for tp, offset in offsets.items()}
-            )
+            self.consumer.commit_offsets(offsets)
         except Exception as exc:  # informational only: the database holds the real offsets
             log.debug("kafka offset commit skipped: %s", exc)
 
@@ -734,18 +766,18 @@ class Ingestor:
             self._unloaded.discard(tp)
 
 
-class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
-    """Routes kafka-python's rebalance callbacks to the :class:`Ingestor`."""
+class _Rebalance:
+    """Routes the consumer's rebalance callbacks to the :class:`Ingestor`."""
 
     def __init__(self, ingestor: Ingestor) -> None:
         self.ingestor = ingestor
 
-    def on_partitions_revoked(self, revoked: Any) -> None:
-        self.ingestor.revoke(revoked)
+    def revoked(self, partitions: list[TopicPartition]) -> None:
+        self.ingestor.revoke(partitions)
 
-    def on_partitions_assigned(self, assigned: Any) -> None:
+    def assigned(self, partitions: list[TopicPartition]) -> None:
         # Only database reads and seek() here: kafka-python 3 forbids blocking consumer calls.
-        self.ingestor.assign(assigned)
+        self.ingestor.assign(partitions)
 
-    def on_partitions_lost(self, lost: Any) -> None:
-        self.ingestor.revoke(lost, lost=True)
+    def lost(self, partitions: list[TopicPartition]) -> None:
+        self.ingestor.revoke(partitions, lost=True)

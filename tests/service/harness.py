@@ -41,6 +41,10 @@ from tests.service.streams import Stream
 
 REPO = Path(__file__).resolve().parents[2]
 PARTITIONS = 4
+#: The consumer backend of the configs :func:`write_config` writes (``kafka-python`` when
+#: unset). The ``kafka_backend`` fixture of ``tests/service/conftest.py`` sets it per test;
+#: setting it by hand runs any service test on the other backend.
+BACKEND_ENV = "DRIFTLINE_TEST_KAFKA_BACKEND"
 
 
 # --- names, topics and configs ---
@@ -93,7 +97,8 @@ def write_config(
 
     Defaults: fast group joins (session 2 s, heartbeat 0.5 s), checkpoints every
     0.2 s, evaluation every 0.5 s, 1-minute windows without lateness; the HTTP
-    API on ``http_port`` (0: any free port, so that monitors never clash).
+    API on ``http_port`` (0: any free port, so that monitors never clash); the
+    consumer backend named by :data:`BACKEND_ENV` (kafka-python when unset).
     """
     data: dict[str, Any] = {
         "broker": {"bootstrap_servers": [bootstrap]},
@@ -125,6 +130,9 @@ def write_config(
     }
     if client_options:
         data["broker"]["client_options"] = client_options
+    backend = os.environ.get(BACKEND_ENV, "").strip()
+    if backend and "backend" not in data["consumer"]:
+        data["consumer"]["backend"] = backend
     path.write_text(yaml.safe_dump(data, sort_keys=False))
     ServiceConfig.load(path)  # fail here, not in a subprocess, if the config is invalid
     return path
