@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import math
 
+import sqlalchemy
+
 from monitor.store import PartialRow, ProgressRow, Store, WindowSummaryRow
 
 
@@ -93,3 +95,17 @@ def test_profiles_since_many_is_profiles_since_of_every_model(store: Store) -> N
     assert [row.version for row in newer["a"]] == [2, 3]
     assert store.profiles_since_many({"a": 3, "b": 1}) == {}
     assert store.profiles_since_many({}) == {}
+
+
+def test_newest_window_starts_is_each_models_latest_result_in_one_query(store: Store) -> None:
+    for model, starts in {"a": (0.0, 120.0, 60.0), "b": (60.0,)}.items():
+        for start in starts:
+            done(store, model, start)
+    statements: list[str] = []
+    sqlalchemy.event.listen(
+        store.engine, "before_cursor_execute", lambda *a: a[2] == "BEGIN" or statements.append(a[2])
+    )
+    newest = store.newest_window_starts(["a", "b", "c"])
+    assert newest == {"a": 120.0, "b": 60.0}  # c has no result
+    assert len(statements) == 1
+    assert store.newest_window_starts([]) == {}
