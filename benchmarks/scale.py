@@ -352,6 +352,10 @@ def run_processes(
             if args.profile and count == 1:
                 profile = str(args.output.with_suffix(f".{count}proc.prof"))
                 command = ["-m", "benchmarks.profiled_run", profile, *command[2:]]
+            elif args.trace_memory:
+                traced = str(args.output.with_suffix(f".{count}proc{k}.tracemalloc.txt"))
+                interval = str(args.trace_memory)
+                command = ["-m", "benchmarks.traced_run", traced, interval, *command[2:]]
             process = subprocess.Popen(
                 [sys.executable, *command],
                 cwd=REPO_ROOT,
@@ -831,6 +835,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument(
         "--duration", type=float, default=600.0, help="live mode: seconds of traffic (x 60)"
+    )
+    parser.add_argument(
+        "--trace-memory",
+        type=float,
+        default=None,
+        metavar="SECONDS",
+        help="run the processes under tracemalloc (benchmarks.traced_run): heap growth every "
+        "SECONDS into OUTPUT with .NprocK.tracemalloc.txt",
     )
     parser.add_argument("--keep", action="store_true", help="keep the configs and process logs")
     parser.add_argument(
