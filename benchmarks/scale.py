@@ -665,10 +665,17 @@ def live_summary(
     rss = [
         [s["rss_mb"][k] for s in series if s["rss_mb"][k]] for k in range(len(series[0]["rss_mb"]))
     ]
+    # The second half (retention reached, every window state in place): its spread is what
+    # "flat" means once warmed up; rss_flatness compares it with the sample at 10 %.
+    late = [r[len(r) // 2 :] for r in rss]
     return {
         "produced": sum(produced or []),
         "per_minute": minute,
         "rss_flatness": [flatness(r) for r in rss],
+        "rss_second_half_mb": [[min(r), statistics.median(r), max(r)] if r else None for r in late],
+        "rss_second_half_spread": [
+            round((max(r) - min(r)) / statistics.median(r), 3) if r else None for r in late
+        ],
         "due_windows_plan": plan,
         "series": series,
     }
