@@ -610,3 +610,37 @@ def test_a_rule_round_over_a_fleet_costs_the_same_queries_for_5_or_50_models(tmp
     assert done[0].windows == (T0,)
     assert done[0].committed
     assert all(a.windows == () for a in done[1:])
+
+
+def test_a_fleet_round_reads_the_watermarks_once_for_every_model_that_waits_for_labels(tmp_path):
+    body = {
+        "database": {"url": f"sqlite:///{tmp_path / 'labels.db'}"},
+        "models": [
+            {
+                "name": f"m{k}",
+                "window": {"size": "1m"},
+                "labels": {"enabled": True, "max_delay": "60s"},
+                "alerts": {"rules": [{"kind": "quality", "metric": "accuracy", "threshold": 0.5}]},
+            }
+            for k in range(3)
+        ],
+    }
+    path = tmp_path / "labels.yaml"
+    path.write_text(yaml.safe_dump(body))
+    config = ServiceConfig.load(path)
+    calls: list[str] = []
+
+    def watermarks() -> dict[str, float]:
+        calls.append("read")
+        return {"m0": T0 + 120, "m1": T0 + 60}  # m2: no watermark yet
+
+    store = Store.connect(config.database_url())
+    try:
+        for k in range(3):
+            store.finish_window(f"m{k}", T0, replayed_summary(f"m{k}", T0), [])
+        done = AlertRules(config, store, AlertStore(store), watermarks=watermarks).run_once()
+    finally:
+        store.close()
+    assert calls == ["read"]
+    # m0's window ended 60 s (max_delay) before its watermark: final; m1's did not; m2 has none.
+    assert [(a.model, a.windows) for a in done] == [("m0", (T0,)), ("m1", ()), ("m2", ())]
