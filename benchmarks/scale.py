@@ -41,6 +41,19 @@ connections. For the 2- and 3-process runs the capacity model
 (:mod:`benchmarks.capacity_model`, fitted on the 1-process run) prints its
 prediction beside the measurement.
 
+Live-rate mode (``--live-rate R --duration D``, item 5 of issue 12): no
+backlog; ``R`` records/s are produced WHILE the processes consume, with event
+time = wall time, for ``D`` seconds (``--records`` and ``--windows`` follow
+from them). Every 5 s the RSS of each process, the database size and the
+partials and results tables' sizes are sampled; the JSON's ``live`` entry
+holds them once a minute, the RSS flatness and the plan of the due-windows
+query. ``--trace-memory SECONDS`` runs the processes under tracemalloc
+(:mod:`benchmarks.traced_run`)::
+
+    nice -n 5 .venv/bin/python -m benchmarks.scale --models 100 --features 10 \
+        --partitions 4 --processes 1 --live-rate 2000 --duration 600 \
+        --partials-retention 120 --retention-interval 15 --timeout 900
+
 Caveats: the backlog is read as fast as possible, so event time runs much
 faster than wall time (10 one-minute windows are consumed in seconds): every
 model's window becomes due at nearly the same moment and the evaluators
