@@ -137,7 +137,9 @@ def project(workload: Workload, costs: UnitCosts) -> Plan:
     partitions = at least 2 per process (room to add processes without
     repartitioning), a multiple of 6; partial rows/s = models x partitions x
     active share / window; database size at retention = partials for
-    ``partials_days`` plus results for ``retention_days``; write IOPS = pages
+    ``partials_days`` plus one window (the open one, measured in the live-rate
+    run: 3 windows of partial rows at 120 s retention of 1-minute windows)
+    plus results for ``retention_days``; write IOPS = pages
     of partial and result bytes written per second plus one WAL flush per
     transaction (checkpoints and evaluated windows).
     """
@@ -163,7 +165,8 @@ def project(workload: Workload, costs: UnitCosts) -> Plan:
         partial_rows_per_s=partial_rows_per_s,
         checkpoints_per_s=checkpoints_per_s,
         db_bytes_per_hour=(partial_bytes_per_s + result_bytes_per_s) * 3600,
-        db_bytes_at_retention=partial_bytes_per_s * workload.partials_days * 86400
+        db_bytes_at_retention=partial_bytes_per_s
+        * (workload.partials_days * 86400 + workload.window_s)
         + result_bytes_per_s * workload.retention_days * 86400,
         write_iops=write_iops,
     )

@@ -115,12 +115,12 @@ def reference_frame(spec: FleetSpec, model: int, rows: int = 2_000) -> pd.DataFr
 
 
 def make_chunk(
-    spec: FleetSpec, *, partition: int, chunk: int, indices: range
+    spec: FleetSpec, *, partition: int, chunk: int, indices: range, t0: float = T0
 ) -> list[tuple[bytes, bytes]]:
     """Return ``(key, value)`` of the records with global numbers ``indices`` (one partition).
 
-    The content depends only on ``(spec, partition, chunk)``. Record ``i``'s
-    nominal event time is ``T0 + i / records`` of the ``windows`` minutes.
+    The content depends only on ``(spec, partition, chunk, t0)``. Record ``i``'s
+    nominal event time is ``t0 + i / records`` of the ``windows`` minutes.
     """
     import numpy as np
 
@@ -128,7 +128,7 @@ def make_chunk(
     rows = len(indices)
     models = rng.choice(spec.models, rows, p=spec.weights())
     nominal = np.asarray(indices, dtype=np.float64) * (spec.windows * WINDOW_S / spec.records)
-    times = T0 + np.maximum(nominal + rng.uniform(-JITTER_S, JITTER_S, rows), 0.0)
+    times = t0 + np.maximum(nominal + rng.uniform(-JITTER_S, JITTER_S, rows), 0.0)
     millis = (times * 1000).astype(np.int64).tolist()
     noise = np.round(rng.normal(0.0, 1.0, (rows, spec.features)), 4)
     scores = np.round(rng.random(rows), 4).tolist()

@@ -41,6 +41,19 @@ connections. For the 2- and 3-process runs the capacity model
 (:mod:`benchmarks.capacity_model`, fitted on the 1-process run) prints its
 prediction beside the measurement.
 
+Live-rate mode (``--live-rate R --duration D``, item 5 of issue 12): no
+backlog; ``R`` records/s are produced WHILE the processes consume, with event
+time = wall time, for ``D`` seconds (``--records`` and ``--windows`` follow
+from them). Every 5 s the RSS of each process, the database size and the
+partials and results tables' sizes are sampled; the JSON's ``live`` entry
+holds them once a minute, the RSS flatness and the plan of the due-windows
+query. ``--trace-memory SECONDS`` runs the processes under tracemalloc
+(:mod:`benchmarks.traced_run`)::
+
+    nice -n 5 .venv/bin/python -m benchmarks.scale --models 100 --features 10 \
+        --partitions 4 --processes 1 --live-rate 2000 --duration 600 \
+        --partials-retention 120 --retention-interval 15 --timeout 900
+
 Caveats: the backlog is read as fast as possible, so event time runs much
 faster than wall time (10 one-minute windows are consumed in seconds): every
 model's window becomes due at nearly the same moment and the evaluators
@@ -169,6 +182,51 @@ def _produce(spec: dict[str, Any], bootstrap: str, topic: str, own: list[int]) -
                 for key, value in make_chunk(fleet, partition=p, chunk=number, indices=indices):
                     producer.send(topic, key=key, value=value, partition=p)
                 sent += len(indices)
+        producer.flush()
+    finally:
+        producer.close()
+    return sent
+
+
+def _produce_live(
+    spec: dict[str, Any], bootstrap: str, topic: str, own: list[int], t0: float
+) -> int:
+    """Child: produce partitions ``own``'s records at the live rate; return how many.
+
+    Record ``i`` (event time ``t0 + i / rate`` plus jitter) is sent once the
+    wall clock passes that time, in batches every 50 ms: event time = wall time.
+    """
+    from kafka import KafkaProducer
+
+    fleet = FleetSpec(**spec)
+    per_record = fleet.windows * WINDOW_S / fleet.records
+    producer = KafkaProducer(
+        bootstrap_servers=bootstrap, acks=1, linger_ms=20, enable_idempotence=False
+    )
+    sent = 0
+    try:
+        pending = {p: range(p, fleet.records, fleet.partitions) for p in own}
+        chunk = 0
+        while pending:
+            time.sleep(0.05)
+            # Record i is due once i * per_record <= now - t0: every index below ``upto``.
+            upto = math.floor((time.time() - t0) / per_record) + 1
+            for p, indices in list(pending.items()):
+                # indices steps by the partition count: those below ``upto`` are due.
+                first = indices[0]
+                count = max(0, min(len(indices), math.ceil((upto - first) / fleet.partitions)))
+                if count == 0:
+                    continue
+                chunk += 1
+                batch = indices[:count]
+                for key, value in make_chunk(fleet, partition=p, chunk=chunk, indices=batch, t0=t0):
+                    producer.send(topic, key=key, value=value, partition=p)
+                sent += count
+                rest = indices[count:]
+                if len(rest):
+                    pending[p] = rest
+                else:
+                    del pending[p]
         producer.flush()
     finally:
         producer.close()
@@ -307,6 +365,10 @@ def run_processes(
             if args.profile and count == 1:
                 profile = str(args.output.with_suffix(f".{count}proc.prof"))
                 command = ["-m", "benchmarks.profiled_run", profile, *command[2:]]
+            elif args.trace_memory:
+                traced = str(args.output.with_suffix(f".{count}proc{k}.tracemalloc.txt"))
+                interval = str(args.trace_memory)
+                command = ["-m", "benchmarks.traced_run", traced, interval, *command[2:]]
             process = subprocess.Popen(
                 [sys.executable, *command],
                 cwd=REPO_ROOT,
@@ -326,6 +388,20 @@ def run_processes(
     last_scrape = 0.0
     deadline = time.monotonic() + args.timeout
     windows_total = None
+    live = args.live_rate is not None
+    # Event time of the first record: the fleet's fixed T0, or (live) now, when production starts.
+    t0 = T0
+    producing = None
+    pool = None
+    # Live: every 5 s, (seconds, RSS MB per process, database bytes, bytes per table, partial rows).
+    series: list[dict[str, Any]] = []
+    if live:
+        t0 = time.time() + 2.0
+        pool = ProcessPoolExecutor(args.producers, mp_context=get_context("spawn"))
+        owners = [list(range(k, fleet.partitions, args.producers)) for k in range(args.producers)]
+        producing = [
+            pool.submit(_produce_live, asdict(fleet), bootstrap, topic, own, t0) for own in owners
+        ]
     try:
         while time.monotonic() < deadline:
             time.sleep(args.poll)
@@ -349,7 +425,7 @@ def run_processes(
             times = [r[1] for r in rows]
             if len(rows) == fleet.partitions and all(t is not None for t in times):
                 mark = min(times) - ALLOWED_LATENESS_S
-                end = T0 + WINDOW_S
+                end = math.floor(t0 / WINDOW_S) * WINDOW_S + WINDOW_S
                 while end <= mark:
                     due.setdefault(end, now)
                     end += WINDOW_S
@@ -362,6 +438,8 @@ def run_processes(
             if not sizes or now - started - sizes[-1][0] >= 5:
                 size = conn.execute("SELECT pg_database_size(current_database())").fetchone()[0]
                 sizes.append((round(now - started, 1), size))
+                if live:
+                    series.append(sample_live(conn, members, now - started, size))
             if now - last_scrape >= args.scrape:
                 last_scrape = now
                 for m in members:
@@ -376,7 +454,17 @@ def run_processes(
                     "WHERE window_end <= %s) w",
                     (last_end,),
                 ).fetchone()[0]
-            if consumed_at is not None:
+            if consumed_at is not None and live:
+                # Retention has deleted evaluated windows' partials: wait for none left undone.
+                undone = conn.execute(
+                    "SELECT count(*) FROM partials p WHERE window_end <= %s AND NOT EXISTS "
+                    "(SELECT 1 FROM window_claims c WHERE c.model = p.model AND "
+                    "c.window_start = p.window_start AND c.status = 'done')",
+                    (last_end,),
+                ).fetchone()[0]
+                if undone == 0:
+                    break
+            elif consumed_at is not None:
                 done = conn.execute(
                     "SELECT count(*) FROM window_claims WHERE status = 'done'"
                 ).fetchone()[0]
@@ -394,6 +482,8 @@ def run_processes(
             - servers_cpu0
         )
     finally:
+        if pool is not None:
+            pool.shutdown(wait=False, cancel_futures=True)
         for m in members:
             if m.process.poll() is None:
                 m.process.terminate()
@@ -419,6 +509,7 @@ def run_processes(
     commits = conn.execute(
         "SELECT xact_commit FROM pg_stat_database WHERE datname = current_database()"
     ).fetchone()[0]
+    plan = explain_due_windows(conn) if live else None
     conn.close()
     drop_database(admin_url, database)
     return summarise(
@@ -441,6 +532,9 @@ def run_processes(
         counts=counts,
         commits=commits,
         sizes=sizes,
+        series=series,
+        plan=plan,
+        produced=[f.result() for f in producing] if producing else None,
     )
 
 
@@ -528,6 +622,75 @@ def summarise(count: int, fleet: FleetSpec, members: list[Member], **m: Any) -> 
         "rss_flatness": [flatness(mem.rss) for mem in members],
         "rss_samples_mb": [downsample(mem.rss, 60) for mem in members],
         "db_size_samples": downsample(m["sizes"], 60),
+        **({"live": live_summary(m["series"], m["produced"], m["plan"])} if m["series"] else {}),
+    }
+
+
+def sample_live(conn: Any, members: list[Member], seconds: float, size: int) -> dict[str, Any]:
+    """One live-mode sample: RSS per process, database and table bytes, partial rows."""
+    tables = dict(
+        conn.execute(
+            "SELECT relname, pg_total_relation_size(relid) FROM pg_stat_user_tables"
+        ).fetchall()
+    )
+    results = sum(
+        tables.get(t, 0) for t in ("window_summaries", "feature_results", "window_claims")
+    )
+    partial_rows = conn.execute("SELECT count(*) FROM partials").fetchone()[0]
+    return {
+        "s": round(seconds, 1),
+        "rss_mb": [round(mem.rss[-1], 1) if mem.rss else None for mem in members],
+        "db_mb": round(size / 1e6, 2),
+        "partials_mb": round(tables.get("partials", 0) / 1e6, 2),
+        "results_mb": round(results / 1e6, 2),
+        "partial_rows": partial_rows,
+    }
+
+
+def explain_due_windows(conn: Any) -> list[str]:
+    """EXPLAIN ANALYZE of the due-windows query (Store.due_windows' SQL) on the run's database."""
+    # Refresh the planner's statistics and the visibility map, as autovacuum would in time.
+    conn.execute("VACUUM ANALYZE partials")
+    conn.execute("VACUUM ANALYZE window_claims")
+    highest = conn.execute("SELECT max(window_end) FROM partials").fetchone()[0] or 0.0
+    rows = conn.execute(
+        "EXPLAIN (ANALYZE, BUFFERS) SELECT DISTINCT p.model, p.window_start, p.window_end "
+        "FROM partials p WHERE NOT (EXISTS (SELECT * FROM window_claims c WHERE "
+        "c.model = p.model AND c.window_start = p.window_start AND c.status = 'done')) "
+        "AND p.window_end <= %s ORDER BY p.model, p.window_start",
+        (highest,),
+    ).fetchall()
+    return [r[0] for r in rows]
+
+
+def live_summary(
+    series: list[dict[str, Any]], produced: list[int] | None, plan: list[str] | None
+) -> dict[str, Any]:
+    """The live run's series once a minute (and the last sample), RSS drift, the plan."""
+    minute = []
+    next_at = 0.0
+    for sample in series:
+        if sample["s"] >= next_at:
+            minute.append(sample)
+            next_at += 60.0
+    if series and (not minute or minute[-1] is not series[-1]):
+        minute.append(series[-1])
+    rss = [
+        [s["rss_mb"][k] for s in series if s["rss_mb"][k]] for k in range(len(series[0]["rss_mb"]))
+    ]
+    # The second half (retention reached, every window state in place): its spread is what
+    # "flat" means once warmed up; rss_flatness compares it with the sample at 10 %.
+    late = [r[len(r) // 2 :] for r in rss]
+    return {
+        "produced": sum(produced or []),
+        "per_minute": minute,
+        "rss_flatness": [flatness(r) for r in rss],
+        "rss_second_half_mb": [[min(r), statistics.median(r), max(r)] if r else None for r in late],
+        "rss_second_half_spread": [
+            round((max(r) - min(r)) / statistics.median(r), 3) if r else None for r in late
+        ],
+        "due_windows_plan": plan,
+        "series": series,
     }
 
 
@@ -683,6 +846,24 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--retention-interval", type=float, default=3600.0, help="scheduler.retention_interval_s"
     )
+    parser.add_argument(
+        "--live-rate",
+        type=float,
+        default=None,
+        help="live mode: produce this many records/s in all, event time = wall time, "
+        "WHILE the processes consume (--duration seconds; --records and --windows ignored)",
+    )
+    parser.add_argument(
+        "--duration", type=float, default=600.0, help="live mode: seconds of traffic (x 60)"
+    )
+    parser.add_argument(
+        "--trace-memory",
+        type=float,
+        default=None,
+        metavar="SECONDS",
+        help="run the processes under tracemalloc (benchmarks.traced_run): heap growth every "
+        "SECONDS into OUTPUT with .NprocK.tracemalloc.txt",
+    )
     parser.add_argument("--keep", action="store_true", help="keep the configs and process logs")
     parser.add_argument(
         "--report", type=Path, default=None, help="print a results JSON as Markdown and exit"
@@ -706,6 +887,9 @@ def main(argv: list[str] | None = None) -> int:
     from tests.servers import unique_name
 
     mix = tuple(int(x) for x in args.feature_mix.split(",")) if args.feature_mix else None
+    if args.live_rate is not None:
+        args.windows = max(1, round(args.duration / WINDOW_S))
+        args.records = round(args.live_rate * args.windows * WINDOW_S)
     fleet = FleetSpec(
         models=args.models,
         features=max(mix) if mix else args.features,
@@ -726,7 +910,11 @@ def main(argv: list[str] | None = None) -> int:
         assert broker.process is not None
         topic = unique_name("fleet")
         create_topics(broker.bootstrap, topic, fleet.partitions)
-        produced = produce(fleet, broker.bootstrap, topic, args.producers)
+        produced = (
+            {"records": fleet.records, "live_rate": args.live_rate}
+            if args.live_rate is not None
+            else produce(fleet, broker.bootstrap, topic, args.producers)
+        )
         print(f"produced: {produced}", flush=True)
         began = time.perf_counter()
         scratch = write_config(

@@ -158,8 +158,15 @@ def targets_for(event_type: EventType, targets: Sequence[Target]) -> tuple[str, 
 class AlertRules:
     """Feeds each model's evaluated windows to its rules, in order, once (module docstring).
 
-    ``watermark`` gives a model's watermark (the evaluator's), needed only for
-    models whose rules read labels; ``batch`` bounds the windows read per call.
+    ``watermarks`` gives every model's watermark (the evaluator's
+    :meth:`~monitor.streaming.evaluate.Evaluator.watermarks`, one progress
+    read), needed only for models whose rules read labels; ``watermark`` (one
+    model's) is its per-model form, used when ``watermarks`` is not given.
+    ``batch`` bounds the windows read per call.
+
+    A round (:meth:`run_once`) costs two queries for the whole fleet when no
+    model has a new window (every cursor, every model's newest window), plus
+    one for every model's open windows and one progress read when some have.
     """
 
     def __init__(
@@ -170,6 +177,7 @@ class AlertRules:
         *,
         metrics: Metrics | None = None,
         watermark: Callable[[str], float | None] | None = None,
+        watermarks: Callable[[], Mapping[str, float]] | None = None,
         clock: Callable[[], float] = time.time,
         batch: int = 200,
     ) -> None:
@@ -178,6 +186,7 @@ class AlertRules:
         self.alert_store = alert_store
         self.metrics = metrics
         self.watermark = watermark
+        self.watermarks = watermarks
         self.clock = clock
         self.batch = batch
         self._engines = {m.name: RuleEngine(m.alerts.effective) for m in config.models}
@@ -187,17 +196,41 @@ class AlertRules:
         """Advance every model's rules over its newly final windows; return what was done."""
         if not self.config.alerts.enabled:
             return []
+        models = [m for m in self.config.models if self._engines[m.name].rules]
+        if not models:
+            return []
+        positions = self.alert_store.cursors()
+        newest = self.store.newest_window_starts([m.name for m in models])
+        active = [m for m in models if _has_new(newest.get(m.name), positions.get(m.name))]
+        names = {m.name for m in active}
+        # Open windows are read BEFORE the results (in advance): a window evaluated in
+        # between is then either still blocking or among the results, never skipped.
+        pending = self.store.due_windows(dict.fromkeys((m.name for m in active), math.inf))
+        marks: Mapping[str, float] | None = None
+        if self.watermarks is not None and any(self._reads_labels(m) for m in active):
+            marks = self.watermarks()
         done = []
-        for model in self.config.models:
-            if self._engines[model.name].rules:
-                done.append(self.advance(model))
+        for model in models:
+            if model.name in names:
+                known = _Known(positions.get(model.name), pending.get(model.name, []), marks)
+                done.append(self.advance(model, known))
+            else:
+                done.append(Advance(model=model.name, windows=(), events=(), committed=True))
         return done
 
-    def advance(self, model: ModelConfig) -> Advance:
-        """Feed ``model``'s final windows after its cursor to its rules and store the outcome."""
+    def advance(self, model: ModelConfig, known: _Known | None = None) -> Advance:
+        """Feed ``model``'s final windows after its cursor to its rules and store the outcome.
+
+        ``known`` carries what :meth:`run_once` read for the whole fleet (the
+        cursor, the open windows, the watermarks); None reads them for this model.
+        """
         name, engine = model.name, self._engines[model.name]
-        position = self.alert_store.cursor(name)
-        windows = self._final_windows(model, engine, position)
+        if known is None:
+            position = self.alert_store.cursor(name)
+            pending = self.store.open_windows(name, math.inf)
+            known = _Known(position, pending, None)
+        position = known.position
+        windows = self._final_windows(model, engine, known)
         if not windows:
             return Advance(model=name, windows=(), events=(), committed=True)
         stored = self.alert_store.states(name)
@@ -306,19 +339,31 @@ class AlertRules:
             self._model_versions[key] = self.store.profile_model_version(name, version)
         return self._model_versions[key]
 
+    def _reads_labels(self, model: ModelConfig) -> bool:
+        return model.labels.enabled and reads_labels(self._engines[model.name].rules)
+
+    def _mark(self, name: str, marks: Mapping[str, float] | None) -> float | None:
+        """``name``'s watermark: from the fleet's ``marks`` when read, else the per-model call."""
+        if marks is not None:
+            return marks.get(name)
+        if self.watermark is not None:
+            return self.watermark(name)
+        if self.watermarks is not None:
+            return self.watermarks().get(name)
+        return None
+
     def _final_windows(
-        self, model: ModelConfig, engine: RuleEngine, position: float | None
+        self, model: ModelConfig, engine: RuleEngine, known: _Known
     ) -> list[WindowResult]:
-        """The evaluated windows after ``position`` that are final, oldest first."""
+        """The evaluated windows after the cursor that are final, oldest first."""
         name = model.name
-        results = self.store.window_results_after(name, position, self.batch)
+        results = self.store.window_results_after(name, known.position, self.batch)
         if not results:
             return []
-        pending = self.store.open_windows(name, math.inf)
-        blocked = pending[0][0] if pending else math.inf
+        blocked = known.pending[0][0] if known.pending else math.inf
         cutoff = math.inf
         if model.labels.enabled and reads_labels(engine.rules):
-            mark = self.watermark(name) if self.watermark is not None else None
+            mark = self._mark(name, known.marks)
             if mark is None:
                 return []
             cutoff = mark - model.labels.max_delay
@@ -364,6 +409,20 @@ class AlertRules:
                 self.metrics.alerts_total.labels(
                     model=event.model, rule=event.rule, severity=event.severity
                 ).inc()
+
+
+@dataclass(frozen=True)
+class _Known:
+    """What a round read once for the fleet, for one model: cursor, open windows, watermarks."""
+
+    position: float | None
+    pending: list[tuple[float, float]]
+    marks: Mapping[str, float] | None
+
+
+def _has_new(newest: float | None, position: float | None) -> bool:
+    """True when a model's newest evaluated window starts after its cursor."""
+    return newest is not None and (position is None or newest > position)
 
 
 def _rule(engine: RuleEngine, name: str) -> Rule | None:

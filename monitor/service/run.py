@@ -157,6 +157,7 @@ class Service:
             self.alert_store,
             metrics=self.metrics,
             watermark=lambda model: self.evaluator.watermark(self.runtimes[model]),
+            watermarks=self.evaluator.watermarks,
             clock=clock,
         )
         self.deliverer = deliverer(config, self.outbox, self.metrics, owner=self.owner)

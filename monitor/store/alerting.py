@@ -203,6 +203,12 @@ class AlertStore:
             )
             return position
 
+    def cursors(self) -> dict[str, float]:
+        """Return every model's :meth:`cursor` in one query (models without one are absent)."""
+        with self.store.engine.connect() as connection:
+            rows = connection.execute(select(AlertCursor.model, AlertCursor.position))
+            return {row.model: row.position for row in rows if row.position is not None}
+
     def states(self, model: str) -> dict[StateKey, dict[str, Any]]:
         """Return ``model``'s rule states (``RuleState.to_json`` dicts) by their state keys."""
         with self.store.engine.connect() as connection:

@@ -13,7 +13,19 @@ import time
 from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, replace
 
-from sqlalchemy import ColumnElement, delete, exists, func, or_, select, text, update
+from sqlalchemy import (
+    ColumnElement,
+    String,
+    delete,
+    exists,
+    func,
+    literal,
+    or_,
+    select,
+    text,
+    union_all,
+    update,
+)
 from sqlalchemy.engine import URL, Connection, Engine
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
@@ -721,6 +733,33 @@ class Store:
                 statement.order_by(WindowSummary.window_start.desc()).limit(limit)
             )
             return _sql.build(WindowSummaryRow, rows)
+
+    def newest_window_starts(self, models: Collection[str]) -> dict[str, float]:
+        """Return the start of each of ``models``' newest evaluated window, in ONE query.
+
+        Models without a stored result are absent. Each model's maximum is a
+        correlated subquery, an index lookup on the summaries' primary key,
+        so the cost follows the number of models, not of stored windows.
+        """
+        if not models:
+            return {}
+        newest: dict[str, float] = {}
+        names = sorted(models)
+        with self.engine.connect() as connection:
+            for at in range(0, len(names), _IN_LIST_LIMIT):
+                chunk = names[at : at + _IN_LIST_LIMIT]
+                listed = union_all(
+                    *(select(literal(name, String()).label("model")) for name in chunk)
+                ).subquery("listed")
+                latest = (
+                    select(func.max(WindowSummary.window_start))
+                    .where(WindowSummary.model == listed.c.model)
+                    .scalar_subquery()
+                )
+                for model, start in connection.execute(select(listed.c.model, latest)):
+                    if start is not None:
+                        newest[model] = start
+        return newest
 
     def window_results_after(
         self, model: str, after: float | None, limit: int, *, inclusive: bool = False

@@ -22,6 +22,7 @@ import numpy as np
 import orjson
 import pandas as pd
 import pytest
+import sqlalchemy
 import yaml
 from fastapi.testclient import TestClient
 from prometheus_client import CollectorRegistry
@@ -40,7 +41,7 @@ from monitor.metrics import Metrics
 from monitor.service.replay import replay
 from monitor.store import Store
 from monitor.store.alerting import AlertStore, SqlOutbox
-from monitor.store.rows import PartialRow, ProgressRow
+from monitor.store.rows import PartialRow, ProgressRow, WindowSummaryRow
 from tests.alerts.receiver import Receiver
 from tests.servers import skip_or_fail
 from tests.service.harness import wait_until
@@ -552,3 +553,94 @@ def test_a_new_model_version_resolves_the_old_incidents_and_answers_the_retrain_
         }
     finally:
         store.close()
+
+
+def fleet_config(tmp_path: Path, models: int) -> ServiceConfig:
+    """``models`` models with the default rules on one SQLite database (no references)."""
+    body = {
+        "database": {"url": f"sqlite:///{tmp_path / f'fleet{models}.db'}"},
+        "models": [
+            {"name": f"m{k:03d}", "window": {"size": "1m"}, "alerts": {"rules": RULES}}
+            for k in range(models)
+        ],
+    }
+    path = tmp_path / f"fleet{models}.yaml"
+    path.write_text(yaml.safe_dump(body))
+    return ServiceConfig.load(path)
+
+
+def round_queries(config: ServiceConfig, evaluated: bool) -> tuple[int, list[Any]]:
+    """Queries of one rule round over the fleet; ``evaluated``: m000 has a new window first."""
+    store = Store.connect(config.database_url())
+    try:
+        if evaluated:
+            summary = replayed_summary("m000", T0)
+            store.finish_window("m000", T0, summary, [])
+        statements: list[str] = []
+        sqlalchemy.event.listen(
+            store.engine,
+            "before_cursor_execute",
+            lambda *a: a[2] == "BEGIN" or statements.append(a[2]),
+        )
+        done = AlertRules(config, store, AlertStore(store)).run_once()
+    finally:
+        store.close()
+    return len(statements), done
+
+
+def replayed_summary(model: str, start: float) -> WindowSummaryRow:
+    """An evaluated window of ``model`` without drift."""
+    return WindowSummaryRow(
+        model=model, window_start=start, window_end=start + 60, rows=100, status="ok",
+        dataset_drift=False, drift_share=0.0,
+    )  # fmt: skip
+
+
+def test_a_rule_round_over_a_fleet_costs_the_same_queries_for_5_or_50_models(tmp_path):
+    # The fleet reads: every cursor, every model's newest window (and the open windows of the
+    # models that have new ones): not one cursor, result and open-windows query per model.
+    idle, done = round_queries(fleet_config(tmp_path, 50), evaluated=False)
+    assert idle == 2
+    assert [(a.model, a.windows, a.events, a.committed) for a in done] == [
+        (f"m{k:03d}", (), (), True) for k in range(50)
+    ]
+    small, _ = round_queries(fleet_config(tmp_path, 5), evaluated=True)
+    large, done = round_queries(fleet_config(tmp_path, 50), evaluated=True)
+    assert small == large > idle
+    assert done[0].windows == (T0,)
+    assert done[0].committed
+    assert all(a.windows == () for a in done[1:])
+
+
+def test_a_fleet_round_reads_the_watermarks_once_for_every_model_that_waits_for_labels(tmp_path):
+    body = {
+        "database": {"url": f"sqlite:///{tmp_path / 'labels.db'}"},
+        "models": [
+            {
+                "name": f"m{k}",
+                "window": {"size": "1m"},
+                "labels": {"enabled": True, "max_delay": "60s"},
+                "alerts": {"rules": [{"kind": "quality", "metric": "accuracy", "threshold": 0.5}]},
+            }
+            for k in range(3)
+        ],
+    }
+    path = tmp_path / "labels.yaml"
+    path.write_text(yaml.safe_dump(body))
+    config = ServiceConfig.load(path)
+    calls: list[str] = []
+
+    def watermarks() -> dict[str, float]:
+        calls.append("read")
+        return {"m0": T0 + 120, "m1": T0 + 60}  # m2: no watermark yet
+
+    store = Store.connect(config.database_url())
+    try:
+        for k in range(3):
+            store.finish_window(f"m{k}", T0, replayed_summary(f"m{k}", T0), [])
+        done = AlertRules(config, store, AlertStore(store), watermarks=watermarks).run_once()
+    finally:
+        store.close()
+    assert calls == ["read"]
+    # m0's window ended 60 s (max_delay) before its watermark: final; m1's did not; m2 has none.
+    assert [(a.model, a.windows) for a in done] == [("m0", (T0,)), ("m1", ()), ("m2", ())]

@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import math
+from typing import Any
+
+import pytest
+import sqlalchemy
 
 from monitor.store import PartialRow, ProgressRow, Store, WindowSummaryRow
 
@@ -93,3 +97,47 @@ def test_profiles_since_many_is_profiles_since_of_every_model(store: Store) -> N
     assert [row.version for row in newer["a"]] == [2, 3]
     assert store.profiles_since_many({"a": 3, "b": 1}) == {}
     assert store.profiles_since_many({}) == {}
+
+
+def test_newest_window_starts_is_each_models_latest_result_in_one_query(store: Store) -> None:
+    for model, starts in {"a": (0.0, 120.0, 60.0), "b": (60.0,)}.items():
+        for start in starts:
+            done(store, model, start)
+    statements: list[str] = []
+    sqlalchemy.event.listen(
+        store.engine, "before_cursor_execute", lambda *a: a[2] == "BEGIN" or statements.append(a[2])
+    )
+    newest = store.newest_window_starts(["a", "b", "c"])
+    assert newest == {"a": 120.0, "b": 60.0}  # c has no result
+    assert len(statements) == 1
+    assert store.newest_window_starts([]) == {}
+
+
+def test_postgresql_answers_due_windows_from_the_window_end_index(store: Store) -> None:
+    # Migration 0005: the due-windows query reads the index, not the partials' heap of sketches.
+    if store.engine.dialect.name != "postgresql":
+        pytest.skip("the query plan is PostgreSQL's")
+    sketch = bytes(range(256)) * 8  # 2 KB, about a small partial
+    rows = [partial(f"m{k:02d}", 60.0 * w, p, sketch) for k in range(20) for w in range(25)
+            for p in range(4)]  # fmt: skip
+    store.checkpoint("g", rows, [progress(p, 10) for p in range(4)])
+    for k in range(20):
+        for w in range(24):
+            done(store, f"m{k:02d}", 60.0 * w)
+    with store.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
+        connection.exec_driver_sql("VACUUM ANALYZE partials")
+        connection.exec_driver_sql("VACUUM ANALYZE window_claims")
+    captured: list[tuple[str, Any]] = []
+    sqlalchemy.event.listen(
+        store.engine,
+        "before_cursor_execute",
+        lambda _c, _k, statement, parameters, *_: captured.append((statement, parameters)),
+    )
+    due = store.due_windows({f"m{k:02d}": 60.0 * 25 for k in range(20)})
+    assert due == {f"m{k:02d}": [(60.0 * 24, 60.0 * 25)] for k in range(20)}
+    ((statement, parameters),) = [c for c in captured if "partials" in c[0]]
+    with store.engine.connect() as connection:
+        plan = "\n".join(
+            row[0] for row in connection.exec_driver_sql(f"EXPLAIN {statement}", parameters)
+        )
+    assert "ix_partials_window_end_model_window_start" in plan

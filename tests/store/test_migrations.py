@@ -48,7 +48,7 @@ def test_upgrade_from_empty_creates_every_table(database_url: URL) -> None:
     try:
         assert current_revision(engine) is None
         migrate(engine)
-        assert current_revision(engine) == head_revision() == "0004"
+        assert current_revision(engine) == head_revision() == "0005"
     finally:
         engine.dispose()
     assert table_names(database_url) == TABLES | {"alembic_version"}
@@ -187,3 +187,39 @@ def test_0004_adds_the_materiality_columns_and_keeps_old_rows(database_url: URL)
     assert all(columns[name] is True for name in added)
     assert tuple(old) == (None, None, None, None, True)  # the old decision survives
     assert not downgraded & set(added)
+
+
+def test_0005_indexes_the_partials_window_end_and_keeps_rows(database_url: URL) -> None:
+    # 0005: the due-windows query reads a range of window_end every evaluation round.
+    engine = create_engine(database_url)
+    config = alembic_config()
+    name = "ix_partials_window_end_model_window_start"
+    try:
+        with engine.begin() as connection:
+            config.attributes["connection"] = connection
+            command.upgrade(config, "0004")
+            connection.execute(
+                sqlalchemy.text(
+                    "INSERT INTO partials (model, window_start, window_end, topic, partition, "
+                    "sketch, rows, updated_at) VALUES ('m', 0, 60, 't', 0, :s, 5, 1)"
+                ),
+                {"s": b"sketch"},
+            )
+        migrate(engine)
+        indexes = {
+            index["name"]: index["column_names"]
+            for index in sqlalchemy.inspect(engine).get_indexes("partials")
+        }
+        with engine.connect() as connection:
+            kept = connection.execute(
+                sqlalchemy.text("SELECT model, window_end, sketch FROM partials")
+            ).one()
+        with engine.begin() as connection:
+            config.attributes["connection"] = connection
+            command.downgrade(config, "0004")
+        downgraded = {index["name"] for index in sqlalchemy.inspect(engine).get_indexes("partials")}
+    finally:
+        engine.dispose()
+    assert indexes[name] == ["window_end", "model", "window_start"]
+    assert tuple(kept) == ("m", 60, b"sketch")
+    assert name not in downgraded
