@@ -677,10 +677,18 @@ class RetentionSection(_Section):
     claims and offsets stay). The service keeps them longer when late-label
     re-evaluation (``labels.max_delay``) or a ``rolling_reference`` still
     needs them: see :meth:`ModelConfig.partials_kept_s`.
+
+    ``results`` (default: none, kept forever): evaluated windows' results
+    (summaries and feature rows) are deleted once the window ended this long
+    before the watermark, and their claims once their partials are gone too;
+    with it set, the database stops growing once every retention is reached
+    (docs/capacity.md). Keep it longer than ``labels.max_delay`` and than the
+    history the alert backtest and dashboards should read.
     """
 
     predictions: Seconds = 7 * 86400.0
     partials: Seconds = 7 * 86400.0
+    results: Seconds | None = None
 
 
 class ModelMetricsSection(_Section):

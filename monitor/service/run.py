@@ -296,6 +296,10 @@ class Service:
                 removed += self.store.delete_partials_before(
                     runtime.name, mark - runtime.config.partials_kept_s()
                 )
+                if runtime.config.retention.results is not None:
+                    removed += self.store.delete_results_before(
+                        runtime.name, mark - runtime.config.retention.results
+                    )
             except Exception:
                 log.exception("retention clean-up failed for %s", runtime.name)
                 continue

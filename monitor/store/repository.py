@@ -930,6 +930,41 @@ class Store:
             )
             return int(deleted.rowcount)
 
+    def delete_results_before(self, model: str, cutoff_window_end: float) -> int:
+        """Delete ``model``'s window results (summaries, feature rows) that ended before the cutoff.
+
+        Claims of those windows go too, but only once the window has no
+        partials left: a done claim is what stops a window that still has
+        partials from being evaluated again. Returns the number of rows
+        deleted (summaries, feature rows and claims).
+        """
+        old = select(WindowSummary.window_start).where(
+            WindowSummary.model == model, WindowSummary.window_end < cutoff_window_end
+        )
+        with_partials = select(Partial.window_start).where(
+            Partial.model == model, Partial.window_end < cutoff_window_end
+        )
+        with self._writer.begin() as connection:
+            features = connection.execute(
+                delete(FeatureResult).where(
+                    FeatureResult.model == model, FeatureResult.window_start.in_(old)
+                )
+            ).rowcount
+            summaries = connection.execute(
+                delete(WindowSummary).where(
+                    WindowSummary.model == model, WindowSummary.window_end < cutoff_window_end
+                )
+            ).rowcount
+            claims = connection.execute(
+                delete(WindowClaim).where(
+                    WindowClaim.model == model,
+                    WindowClaim.status == DONE,
+                    WindowClaim.window_end < cutoff_window_end,
+                    WindowClaim.window_start.not_in(with_partials),
+                )
+            ).rowcount
+        return int(features) + int(summaries) + int(claims)
+
     def delete_older_than(self, model: str, cutoff_event_time: float) -> int:
         """Delete ``model``'s predictions and labels with event time before the cutoff.
 

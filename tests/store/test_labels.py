@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from monitor.store import (
+    FeatureResultRow,
     JoinedPrediction,
     LabelRow,
     PartialRow,
@@ -180,3 +181,64 @@ def test_partials_of_evaluated_old_windows_are_deleted(store: Store) -> None:
     assert len(store.partials_for_window("credit-risk", 120.0)) == 2  # ends after the cutoff
     assert store.partials_for_window("other", 0.0) == [other]  # another model
     assert store.delete_partials_before("credit-risk", cutoff_window_end=150.0) == 0
+
+
+def test_results_of_old_windows_are_deleted_and_claims_once_partials_are_gone(
+    store: Store,
+) -> None:
+    """``retention.results``: summaries and feature rows go; a claim goes only without partials."""
+
+    def feature(start: float) -> FeatureResultRow:
+        return FeatureResultRow(
+            model="credit-risk",
+            window_start=start,
+            feature="x",
+            method="ks",
+            kind="numeric",
+            statistic=0.1,
+            p_value=0.5,
+            threshold=0.05,
+            drift=False,
+            effect_size=0.1,
+            missing_share=0.0,
+            status="ok",
+        )
+
+    partial = PartialRow(
+        model="credit-risk",
+        window_start=60.0,
+        window_end=120.0,
+        topic="t",
+        partition=0,
+        sketch=b"s",
+        rows=1,
+    )
+    store.checkpoint("g", [partial], [])
+    for model, start in (
+        ("credit-risk", 0.0),
+        ("credit-risk", 60.0),
+        ("credit-risk", 600.0),
+        ("other", 0.0),
+    ):
+        assert store.claim_window(model, start, start + 60.0, "me", 60.0)
+        summary = WindowSummaryRow(
+            model=model,
+            window_start=start,
+            window_end=start + 60.0,
+            rows=2,
+            status="ok",
+            dataset_drift=False,
+            drift_share=0.0,
+        )
+        store.finish_window(
+            model, start, summary, [feature(start)] if model == "credit-risk" else []
+        )
+    # windows 0 and 60 ended before 300: their summaries and feature rows go, and the claim of
+    # window 0 (no partials); window 60 keeps its claim while its partial remains.
+    assert store.delete_results_before("credit-risk", cutoff_window_end=300.0) == 2 + 2 + 1
+    kept = {w.window_start for w in store.window_results("credit-risk", limit=10)}
+    assert kept == {600.0}
+    assert store.feature_results("credit-risk", 0.0) == []
+    assert not store.claim_window("credit-risk", 60.0, 120.0, "other", 60.0)  # still done
+    assert store.claim_window("credit-risk", 0.0, 60.0, "other", 60.0)  # claim gone
+    assert [w.window_start for w in store.window_results("other", limit=10)] == [0.0]
