@@ -6,7 +6,7 @@ measured, and the document's worked projection is :func:`project` of its
 inputs (``python -m benchmarks.capacity_model``).
 
 Unit costs (:class:`UnitCosts`) are measured by the scale benchmark; the
-defaults are the 500 x 30 x 12 run recorded in docs/capacity.md (before the
+defaults are the 500 x 30 x 12 run recorded in docs/capacity.md (after the
 partial-size and sketching work of issue 12 was merged), and
 :data:`TARGET_COSTS` are the issue's targets (25,000 records/s per process at
 30 features), for projecting what a deployment will need once they are met.
@@ -43,13 +43,17 @@ class UnitCosts:
     ``process_cores`` is how many cores one process was seen to use at most.
     """
 
+    # Measured 2026-12-04 after the partial-size and sketching work (docs/capacity.md, the
+    # 1,200,000-record run): 87 us of process CPU per record at 30 features while ingesting,
+    # 12 us of Kafka + PostgreSQL, 72-80 ms per 30-feature window evaluation, partials of
+    # 1.2-1.8 KB.
     cpu_record_base_s: float = 0.0
-    cpu_record_per_feature_s: float = 36.6e-6
-    server_cpu_per_record_s: float = 361e-6
-    eval_base_s: float = 0.025
-    eval_per_feature_s: float = 0.0005
-    partial_bytes_base: float = 200.0
-    partial_bytes_per_feature: float = 120.0
+    cpu_record_per_feature_s: float = 2.9e-6
+    server_cpu_per_record_s: float = 12e-6
+    eval_base_s: float = 0.01
+    eval_per_feature_s: float = 0.0023
+    partial_bytes_base: float = 400.0
+    partial_bytes_per_feature: float = 45.0
     result_bytes_base: float = 900.0
     result_bytes_per_feature: float = 180.0
     process_cores: float = 1.0

@@ -354,9 +354,13 @@ def run_processes(
     size0 = conn.execute("SELECT pg_database_size(current_database())").fetchone()[0]
     env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
     members = []
-    servers_cpu0 = cpu_seconds(broker_pid) + sum(
-        cpu_seconds(p) for p in [postmaster, *children_of(postmaster)]
-    )
+
+    def servers_cpu_now() -> float:
+        return cpu_seconds(broker_pid) + sum(
+            cpu_seconds(p) for p in [postmaster, *children_of(postmaster)]
+        )
+
+    servers_cpu0 = servers_cpu_now()
     started = time.time()
     for k, config in enumerate(configs):
         log = directory / f"driftline{k}.log"
@@ -385,6 +389,9 @@ def run_processes(
     sizes: list[tuple[float, int]] = []  # (seconds since start, pg_database_size)
     first_progress = consumed_at = None
     consumed_first = 0
+    # CPU (driftline processes, servers) when the timed interval starts and ends: the ingest
+    # rate's own CPU cost, without the evaluation of a backlog's windows that follows it.
+    timed_cpu: list[tuple[float, float]] = []
     last_scrape = 0.0
     deadline = time.monotonic() + args.timeout
     windows_total = None
@@ -422,6 +429,9 @@ def run_processes(
             if consumed and first_progress is None:
                 # The records of the first checkpoint are not timed: their start is unknown.
                 first_progress, consumed_first = now, consumed
+                timed_cpu.append(
+                    (sum(cpu_seconds(m.process.pid) for m in members), servers_cpu_now())
+                )
             times = [r[1] for r in rows]
             if len(rows) == fleet.partitions and all(t is not None for t in times):
                 mark = min(times) - ALLOWED_LATENESS_S
@@ -446,6 +456,9 @@ def run_processes(
                     scrape(m, seen)
             if consumed >= total and consumed_at is None:
                 consumed_at = now
+                timed_cpu.append(
+                    (sum(cpu_seconds(m.process.pid) for m in members), servers_cpu_now())
+                )
                 # The newest window never closes without newer traffic (by design): wait for
                 # the windows that end before the newest event time, less the lateness.
                 last_end = max(times) - ALLOWED_LATENESS_S
@@ -476,11 +489,7 @@ def run_processes(
             scrape(m, seen)
         ended = time.time()
         cpu = [cpu_seconds(m.process.pid) - m.cpu0 for m in members]
-        servers_cpu = (
-            cpu_seconds(broker_pid)
-            + sum(cpu_seconds(p) for p in [postmaster, *children_of(postmaster)])
-            - servers_cpu0
-        )
+        servers_cpu = servers_cpu_now() - servers_cpu0
     finally:
         if pool is not None:
             pool.shutdown(wait=False, cancel_futures=True)
@@ -523,6 +532,7 @@ def run_processes(
         ended=ended,
         cpu=cpu,
         servers_cpu=servers_cpu,
+        timed_cpu=timed_cpu,
         due=due,
         seen=seen,
         evaluated=evaluated,
@@ -579,6 +589,10 @@ def summarise(count: int, fleet: FleetSpec, members: list[Member], **m: Any) -> 
     eval_span = eval_times[-1] - eval_times[0] if len(eval_times) > 1 else 0.0
     event_hours = fleet.windows * WINDOW_S / 3600
     cpu_total = sum(m["cpu"])
+    timed_cost: tuple[float | None, float | None] = (None, None)
+    if len(m["timed_cpu"]) == 2 and timed > 0:
+        (p0, s0), (p1, s1) = m["timed_cpu"]
+        timed_cost = ((p1 - p0) / timed, (s1 - s0) / timed)
     rss_all = [r for mem in members for r in mem.rss if r]
     return {
         "processes": count,
@@ -586,6 +600,9 @@ def summarise(count: int, fleet: FleetSpec, members: list[Member], **m: Any) -> 
         "records_per_s": round(timed / wall) if wall > 0 else None,
         "records_per_s_per_process": [round(x) for x in per_process],
         "cpu_s_per_record": cpu_total / records,
+        # Over the timed interval only (what the ingest rate costs while it runs).
+        "timed_cpu_s_per_record": timed_cost[0],
+        "timed_servers_cpu_s_per_record": timed_cost[1],
         "process_cpu_s": [round(c, 1) for c in m["cpu"]],
         "process_cpu_cores": round(cpu_total / (m["ended"] - m["started"]), 2),
         "servers_cpu_s_per_record": m["servers_cpu"] / records,
@@ -768,10 +785,11 @@ def predictions(runs: list[dict[str, Any]], cores: float) -> list[dict[str, Any]
     if base is None or not base["records_per_s"]:
         return []
     out = []
-    # The 1-process run's process CPU per record, and the cores one process reached.
-    c = base["cpu_s_per_record"]
-    s = base["servers_cpu_s_per_record"]
-    process_cores = base["records_per_s"] * c
+    # The 1-process run's CPU per record over the timed interval (the ingest rate's own
+    # cost), and the cores one process reached meanwhile.
+    c = base.get("timed_cpu_s_per_record") or base["cpu_s_per_record"]
+    s = base.get("timed_servers_cpu_s_per_record") or base["servers_cpu_s_per_record"]
+    process_cores = min(1.0, base["records_per_s"] * c)
     for row in runs:
         predicted = capacity_model.throughput(
             row["processes"],
