@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from monitor.store import (
-    FeatureResultRow,
     JoinedPrediction,
     LabelRow,
     PartialRow,
@@ -12,6 +11,7 @@ from monitor.store import (
     Store,
     WindowSummaryRow,
 )
+from tests.store.test_results import feature, summary
 
 
 def prediction(
@@ -188,22 +188,6 @@ def test_results_of_old_windows_are_deleted_and_claims_once_partials_are_gone(
 ) -> None:
     """``retention.results``: summaries and feature rows go; a claim goes only without partials."""
 
-    def feature(start: float) -> FeatureResultRow:
-        return FeatureResultRow(
-            model="credit-risk",
-            window_start=start,
-            feature="x",
-            method="ks",
-            kind="numeric",
-            statistic=0.1,
-            p_value=0.5,
-            threshold=0.05,
-            drift=False,
-            effect_size=0.1,
-            missing_share=0.0,
-            status="ok",
-        )
-
     partial = PartialRow(
         model="credit-risk",
         window_start=60.0,
@@ -221,18 +205,8 @@ def test_results_of_old_windows_are_deleted_and_claims_once_partials_are_gone(
         ("other", 0.0),
     ):
         assert store.claim_window(model, start, start + 60.0, "me", 60.0)
-        summary = WindowSummaryRow(
-            model=model,
-            window_start=start,
-            window_end=start + 60.0,
-            rows=2,
-            status="ok",
-            dataset_drift=False,
-            drift_share=0.0,
-        )
-        store.finish_window(
-            model, start, summary, [feature(start)] if model == "credit-risk" else []
-        )
+        features = [feature("x", window_start=start)] if model == "credit-risk" else []
+        store.finish_window(model, start, summary(start, model=model), features)
     # windows 0 and 60 ended before 300: their summaries and feature rows go, and the claim of
     # window 0 (no partials); window 60 keeps its claim while its partial remains.
     assert store.delete_results_before("credit-risk", cutoff_window_end=300.0) == 2 + 2 + 1
