@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 import sqlalchemy
 from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
-from sqlalchemy.engine import URL
+from sqlalchemy.engine import URL, Engine
 
 from monitor.store import create_engine, current_revision, head_revision, migrate
 from monitor.store.models import Base
@@ -113,22 +116,38 @@ def test_named_check_constraints_and_indexes_exist(database_url: URL) -> None:
     assert found == expected
 
 
-def test_0003_adds_the_reference_version_columns_and_keeps_old_rows(database_url: URL) -> None:
-    # 0003: the model version a reference describes and the window start it is in force from.
-    engine = create_engine(database_url)
+@contextmanager
+def migrated_with_an_old_row(
+    url: URL, previous: str, insert: str, params: dict[str, object]
+) -> Iterator[Engine]:
+    """Yield an engine on a database at ``previous``, given one row by ``insert``, now at head."""
+    engine = create_engine(url)
     config = alembic_config()
     try:
         with engine.begin() as connection:
             config.attributes["connection"] = connection
-            command.upgrade(config, "0002")
-            connection.execute(
-                sqlalchemy.text(
-                    "INSERT INTO reference_profiles (model, version, created_at, profile) "
-                    "VALUES ('m', 1, 1.0, :p)"
-                ),
-                {"p": b"{}"},
-            )
+            command.upgrade(config, previous)
+            connection.execute(sqlalchemy.text(insert), params)
         migrate(engine)
+        yield engine
+    finally:
+        engine.dispose()
+
+
+def downgrade(engine: Engine, revision: str) -> None:
+    config = alembic_config()
+    with engine.begin() as connection:
+        config.attributes["connection"] = connection
+        command.downgrade(config, revision)
+
+
+def test_0003_adds_the_reference_version_columns_and_keeps_old_rows(database_url: URL) -> None:
+    # 0003: the model version a reference describes and the window start it is in force from.
+    insert = (
+        "INSERT INTO reference_profiles (model, version, created_at, profile) "
+        "VALUES ('m', 1, 1.0, :p)"
+    )
+    with migrated_with_an_old_row(database_url, "0002", insert, {"p": b"{}"}) as engine:
         columns = {
             c["name"]: c["nullable"]
             for c in sqlalchemy.inspect(engine).get_columns("reference_profiles")
@@ -137,14 +156,10 @@ def test_0003_adds_the_reference_version_columns_and_keeps_old_rows(database_url
             old = connection.execute(
                 sqlalchemy.text("SELECT model_version, effective_from FROM reference_profiles")
             ).one()
-        with engine.begin() as connection:
-            config.attributes["connection"] = connection
-            command.downgrade(config, "0002")
+        downgrade(engine, "0002")
         downgraded = {
             c["name"] for c in sqlalchemy.inspect(engine).get_columns("reference_profiles")
         }
-    finally:
-        engine.dispose()
     assert columns["model_version"] is True
     assert columns["effective_from"] is True
     assert tuple(old) == (None, None)  # an old reference: no model version, from the start
@@ -154,22 +169,13 @@ def test_0003_adds_the_reference_version_columns_and_keeps_old_rows(database_url
 
 def test_0004_adds_the_materiality_columns_and_keeps_old_rows(database_url: URL) -> None:
     # 0004: whether a feature's change was detectable and material, and the bound behind it.
-    engine = create_engine(database_url)
-    config = alembic_config()
     added = ("detectable", "material", "effect_size_lower", "min_effect_size")
-    try:
-        with engine.begin() as connection:
-            config.attributes["connection"] = connection
-            command.upgrade(config, "0003")
-            connection.execute(
-                sqlalchemy.text(
-                    "INSERT INTO feature_results (model, window_start, feature, method, kind, "
-                    "statistic, p_value, threshold, drift, effect_size, missing_share, status) "
-                    "VALUES ('m', 0, 'x', 'ks', 'numeric', 0.3, 0.001, 0.05, :d, 0.3, 0, 'ok')"
-                ),
-                {"d": True},
-            )
-        migrate(engine)
+    insert = (
+        "INSERT INTO feature_results (model, window_start, feature, method, kind, "
+        "statistic, p_value, threshold, drift, effect_size, missing_share, status) "
+        "VALUES ('m', 0, 'x', 'ks', 'numeric', 0.3, 0.001, 0.05, :d, 0.3, 0, 'ok')"
+    )
+    with migrated_with_an_old_row(database_url, "0003", insert, {"d": True}) as engine:
         columns = {
             c["name"]: c["nullable"]
             for c in sqlalchemy.inspect(engine).get_columns("feature_results")
@@ -178,12 +184,8 @@ def test_0004_adds_the_materiality_columns_and_keeps_old_rows(database_url: URL)
             old = connection.execute(
                 sqlalchemy.text(f"SELECT {', '.join(added)}, drift FROM feature_results")
             ).one()
-        with engine.begin() as connection:
-            config.attributes["connection"] = connection
-            command.downgrade(config, "0003")
+        downgrade(engine, "0003")
         downgraded = {c["name"] for c in sqlalchemy.inspect(engine).get_columns("feature_results")}
-    finally:
-        engine.dispose()
     assert all(columns[name] is True for name in added)
     assert tuple(old) == (None, None, None, None, True)  # the old decision survives
     assert not downgraded & set(added)
@@ -191,21 +193,12 @@ def test_0004_adds_the_materiality_columns_and_keeps_old_rows(database_url: URL)
 
 def test_0005_indexes_the_partials_window_end_and_keeps_rows(database_url: URL) -> None:
     # 0005: the due-windows query reads a range of window_end every evaluation round.
-    engine = create_engine(database_url)
-    config = alembic_config()
     name = "ix_partials_window_end_model_window_start"
-    try:
-        with engine.begin() as connection:
-            config.attributes["connection"] = connection
-            command.upgrade(config, "0004")
-            connection.execute(
-                sqlalchemy.text(
-                    "INSERT INTO partials (model, window_start, window_end, topic, partition, "
-                    "sketch, rows, updated_at) VALUES ('m', 0, 60, 't', 0, :s, 5, 1)"
-                ),
-                {"s": b"sketch"},
-            )
-        migrate(engine)
+    insert = (
+        "INSERT INTO partials (model, window_start, window_end, topic, partition, "
+        "sketch, rows, updated_at) VALUES ('m', 0, 60, 't', 0, :s, 5, 1)"
+    )
+    with migrated_with_an_old_row(database_url, "0004", insert, {"s": b"sketch"}) as engine:
         indexes = {
             index["name"]: index["column_names"]
             for index in sqlalchemy.inspect(engine).get_indexes("partials")
@@ -214,12 +207,8 @@ def test_0005_indexes_the_partials_window_end_and_keeps_rows(database_url: URL) 
             kept = connection.execute(
                 sqlalchemy.text("SELECT model, window_end, sketch FROM partials")
             ).one()
-        with engine.begin() as connection:
-            config.attributes["connection"] = connection
-            command.downgrade(config, "0004")
+        downgrade(engine, "0004")
         downgraded = {index["name"] for index in sqlalchemy.inspect(engine).get_indexes("partials")}
-    finally:
-        engine.dispose()
     assert indexes[name] == ["window_end", "model", "window_start"]
     assert tuple(kept) == ("m", 60, b"sketch")
     assert name not in downgraded
