@@ -425,6 +425,24 @@ class CategoricalSketch:
         )
 
 
+def row_sample_from_dict(
+    data: Mapping[str, Any] | None, specs: Mapping[str, FeatureSpec]
+) -> RowSample | None:
+    """Return the window's row sample from its stored form (None when absent).
+
+    Raises :class:`IncompatibleSketchError` when it holds a feature ``specs`` lacks.
+    """
+    if data is None:
+        return None
+    sample = RowSample.from_dict(data)
+    unknown = [name for name in sample.columns if name not in specs]
+    if unknown:
+        raise IncompatibleSketchError(
+            f"the row sample has features the profile does not know: {', '.join(unknown)}"
+        )
+    return sample
+
+
 def _top(counts: Mapping[str, int]) -> dict[str, int]:
     """Keep the :data:`TOP_UNSEEN` largest counts (ties broken by label, for determinism)."""
     if len(counts) <= TOP_UNSEEN:
@@ -523,12 +541,5 @@ class WindowSketch:
                 features[name] = NumericSketch.from_dict(spec, payload)
             else:
                 features[name] = CategoricalSketch.from_dict(spec, payload)
-        sample = None
-        if data.get("sample") is not None:
-            sample = RowSample.from_dict(data["sample"])
-            unknown = [name for name in sample.columns if name not in specs]
-            if unknown:
-                raise IncompatibleSketchError(
-                    f"the row sample has features the profile does not know: {', '.join(unknown)}"
-                )
+        sample = row_sample_from_dict(data.get("sample"), specs)
         return cls(rows=int(data["rows"]), features=features, sample=sample)

@@ -44,6 +44,7 @@ from detectors.sketch import (
     NumericSketch,
     NumericSpec,
     WindowSketch,
+    row_sample_from_dict,
 )
 from monitor.analyses.model import ATTRIBUTION_KEY
 
@@ -386,14 +387,7 @@ def _from_format_2(
         if not isinstance(spec, CategoricalSpec):
             raise IncompatibleSketchError(f"feature {name!r} is not categorical in its profile")
         features[name] = CategoricalSketch.from_dict(spec, header["categorical"][name])
-    sample = None
-    if header.get("sample") is not None:
-        sample = RowSample.from_dict(header["sample"])
-        unknown = [name for name in sample.columns if name not in specs]
-        if unknown:
-            raise IncompatibleSketchError(
-                f"the row sample has features the profile does not know: {', '.join(unknown)}"
-            )
+    sample = row_sample_from_dict(header.get("sample"), specs)
     attribution = header.get(ATTRIBUTION_KEY)
     performance = header.get(PERFORMANCE_KEY)
     return PartialPayload(
