@@ -26,6 +26,7 @@ materiality rule compares with ``min_effect_size`` (see
 from __future__ import annotations
 
 import math
+from functools import lru_cache
 
 import numpy as np
 
@@ -64,13 +65,21 @@ def numeric_order(pair: CategoricalPair) -> IntArray | None:
     if pair.categories[-1] == UNSEEN and (pair.reference[-1] or pair.current[-1]):
         return None
     labels = pair.categories[:-1] if pair.categories[-1] == UNSEEN else pair.categories
+    return _label_order(labels)
+
+
+@lru_cache(maxsize=1024)
+def _label_order(labels: tuple[str, ...]) -> IntArray | None:
+    # A profile's categories are the same in every window: parse them once (read-only result).
     try:
         values = np.array([float(label) for label in labels], dtype=np.float64)
     except ValueError:
         return None
     if not np.isfinite(values).all():
         return None
-    return np.argsort(values, kind="stable")
+    order = np.argsort(values, kind="stable")
+    order.setflags(write=False)
+    return order
 
 
 def ordered_ks_distance(pair: CategoricalPair, order: IntArray) -> float:
